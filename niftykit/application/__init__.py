@@ -1,0 +1,11 @@
+"""Applications decide what a task is: its inputs, sampler, network, loss and outputs.
+
+``APPLICATIONS.get("segmentation")`` returns the class; a config's
+``application: package.module:Class`` plugs in a user's own subclass of
+:class:`~niftykit.application.base.BaseApplication`.
+"""
+
+from niftykit.application.base import BaseApplication
+from niftykit.application.registry import APPLICATIONS
+
+__all__ = ["APPLICATIONS", "BaseApplication"]

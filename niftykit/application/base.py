@@ -1,0 +1,116 @@
+"""The application interface: the hooks a task implements.
+
+An application turns a validated :class:`~niftykit.config.Config` into the
+pieces the engine runs. It holds no global state: the engine creates one
+application per run and asks it, in order,
+
+* :meth:`~BaseApplication.subjects` - which subjects a phase uses;
+* :meth:`~BaseApplication.load_volumes` - a subject's arrays, ready to cut;
+* :meth:`~BaseApplication.make_sampler` - how training windows are drawn;
+* :meth:`~BaseApplication.build_network` and :meth:`~BaseApplication.loss` -
+  the model and the quantity to minimise for one batch of windows;
+* :meth:`~BaseApplication.infer_subject` - how outputs become files;
+* :meth:`~BaseApplication.evaluate` - how files become numbers.
+
+A new task subclasses this (or an existing application) and overrides the
+hooks it changes; see the README's "Writing an application".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from niftykit.application.dataset import discover_subjects, select_phase
+from niftykit.errors import ConfigError
+from niftykit.io import Subject
+from niftykit.network import NETWORKS, window_error
+
+__all__ = ["BaseApplication", "PredictFn"]
+
+#: predict(batch of windows (B, x, y, z, c) float32) -> network outputs (B, x, y, z, k) numpy
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+class BaseApplication:
+    """Base class of every application.
+
+    Args:
+        config: the loaded config; applications read it, lower layers never see it.
+    """
+
+    #: the config section holding this task's settings (``config.<section>``)
+    section: ClassVar[str] = "segmentation"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.task = getattr(config, self.section)
+        if self.task is None:
+            raise ConfigError(f"{config.source}: [{self.section}] section is missing")
+
+    # -- data -------------------------------------------------------------------
+    def input_sources(self, phase: str) -> List[str]:
+        """Input section names a phase needs (``training``, ``inference``, ``evaluation``)."""
+        raise NotImplementedError
+
+    def subjects(self, phase: str) -> List[Subject]:
+        """Subjects of a partition, discovered from the input sections this phase needs."""
+        kind = "evaluation" if phase == "evaluation" else (
+            "inference" if phase == "inference" else "training")
+        found = discover_subjects(self.config.inputs, self.input_sources(kind))
+        if phase == "evaluation":
+            return found
+        wanted = phase
+        if phase == "inference" and self.config.inference.dataset_to_infer:
+            wanted = self.config.inference.dataset_to_infer
+        return select_phase(found, self.config.system, self.config.training, wanted,
+                            create=(phase == "training"))
+
+    def load_volumes(self, subject: Subject, phase: str) -> Dict[str, np.ndarray]:
+        """A subject's arrays ``(x, y, z, channels)`` by window name, preprocessed."""
+        raise NotImplementedError
+
+    def make_sampler(self, rng: np.random.Generator) -> Callable[[Mapping[str, np.ndarray]], list]:
+        """A callable from a subject's volumes to a list of training windows."""
+        raise NotImplementedError
+
+    # -- model --------------------------------------------------------------------
+    def network_class(self) -> Any:
+        """The network class named in ``network.name``."""
+        return NETWORKS.get(self.config.network.name)
+
+    def check_window(self, window: Sequence[int], key: str) -> None:
+        """Raise a ConfigError naming ``key`` if the network cannot take ``window``."""
+        problem = window_error(self.network_class(), window, self.config.network.params)
+        if problem:
+            raise ConfigError(f"{self.config.source}: {key} = {list(window)}: {problem}")
+
+    def build_network(self) -> Any:
+        """The Keras model; must be called inside the engine's strategy scope."""
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
+        """Scalar loss of one batch (without regularisation terms)."""
+        raise NotImplementedError
+
+    # -- inference and evaluation ---------------------------------------------------
+    def read_image(self, subject: Subject) -> Any:
+        """The subject's network input as an :class:`~niftykit.io.Image`."""
+        raise NotImplementedError
+
+    def inference_window(self, spatial_shape: Sequence[int]) -> Sequence[int]:
+        """The window (x, y, z) the network sees at inference for a volume of this shape."""
+        raise NotImplementedError
+
+    def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool) -> Any:
+        """Run the network over one subject and write its outputs; return the file written."""
+        raise NotImplementedError
+
+    def evaluate(self, inferred: Mapping[str, Any], *, overwrite: bool) -> Any:
+        """Compare inferred outputs (subject id -> file) with references.
+
+        Returns:
+            ``(file written, summary mapping)``.
+        """
+        raise NotImplementedError

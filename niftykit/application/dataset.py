@@ -1,0 +1,68 @@
+"""From config input sections to subjects: file discovery, joining, partitions.
+
+The one place where an application's input sections meet the I/O layer's
+discovery functions, so every application finds its data the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Mapping, Sequence
+
+from niftykit.errors import DataError
+from niftykit.io import (Subject, find_files, load_or_create_split, match_subjects,
+                         read_file_list, subjects_in_phase)
+
+__all__ = ["discover_subjects", "select_phase", "PHASES"]
+
+log = logging.getLogger("niftykit")
+PHASES = ("training", "validation", "inference")
+
+
+def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str]) -> List[Subject]:
+    """Find the files of each named input section and join them on subject id.
+
+    Args:
+        inputs: the config's input sections by name.
+        sources: the section names this phase needs (e.g. image and label sources).
+
+    Returns:
+        Subjects having every source, sorted by id.
+    """
+    found: Dict[str, Mapping[str, object]] = {}
+    for name in dict.fromkeys(sources):
+        section = inputs[name]
+        if getattr(section, "csv_file", None):
+            found[name] = read_file_list(section.csv_file, source=name)
+        else:
+            found[name] = find_files(
+                section.path_to_search, section.filename_contains,
+                section.filename_not_contains, section.filename_removefromid, source=name)
+    return match_subjects(found)
+
+
+def select_phase(subjects: Sequence[Subject], system: object, training: object,
+                 phase: str, *, create: bool) -> List[Subject]:
+    """The subjects of one partition (``training``, ``validation``, ``inference`` or ``all``).
+
+    The split comes from ``system.dataset_split_file``; when that file does not
+    exist and ``create`` is true (training) it is made from the
+    ``exclude_fraction_for_*`` settings with ``system.seed``. Without a split
+    file every subject is a training subject, and ``inference`` means all.
+    """
+    if phase == "all":
+        return list(subjects)
+    ids = [s.id for s in subjects]
+    split_file = system.dataset_split_file
+    if not split_file.exists() and not create:
+        return list(subjects) if phase == "inference" else (
+            list(subjects) if phase == "training" else [])
+    split = load_or_create_split(
+        split_file, ids,
+        validation_fraction=training.exclude_fraction_for_validation,
+        inference_fraction=training.exclude_fraction_for_inference,
+        seed=system.seed)
+    if phase not in PHASES:
+        raise DataError(f"unknown phase '{phase}' (training, validation, inference or all)")
+    chosen = set(subjects_in_phase(split, phase))
+    return [s for s in subjects if s.id in chosen]

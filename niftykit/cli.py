@@ -1,0 +1,196 @@
+"""The ``niftykit`` command line (also ``python -m niftykit``).
+
+Thin by design: parse arguments, load the config, hand over to the engine.
+TensorFlow is imported only inside the commands that need it, so
+``niftykit --help`` and ``niftykit config ...`` return at once.
+A user error exits with status 2 and one line on standard error
+(``--debug`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence
+
+from niftykit import __version__
+from niftykit.errors import ConfigError, NiftykitError
+
+__all__ = ["main"]
+
+log = logging.getLogger("niftykit")
+
+_OVERRIDE_HELP = ("override a setting: --set training.lr=0.001, --set inputs.ct.pixdim=[1,1,1]; "
+                  "NiftyNet-style --lr 0.001 also works")
+
+
+def _common(config_required: bool = True) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-c", "--config", required=config_required, metavar="FILE",
+                        help="YAML or NiftyNet INI config file")
+    parent.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help=_OVERRIDE_HELP)
+    parent.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow logs")
+    return parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="niftykit", description="Deep learning for medical images (TensorFlow 2 / Keras 3).",
+        epilog="Example: niftykit train -c configs/quickstart.yaml --max_iter 50")
+    parser.add_argument("--version", action="version", version=f"niftykit {__version__}")
+    parser.add_argument("--debug", action="store_true", dest="debug_global", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common()
+    for name, func, text in (("train", _train, "train the network of a config"),
+                             ("infer", _infer, "write outputs for the inference subjects"),
+                             ("evaluate", _evaluate, "score inferred outputs against references")):
+        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub.add_argument("--overwrite", action="store_true",
+                         help="replace existing checkpoints / outputs instead of stopping")
+        sub.set_defaults(func=func)
+    config = commands.add_parser("config", help="show or convert configs")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_commands.add_parser("show", parents=[common],
+                                      help="print the fully resolved config as YAML")
+    show.set_defaults(func=_config_show)
+    convert = config_commands.add_parser("convert", help="print a NiftyNet INI as niftykit YAML")
+    convert.add_argument("ini", metavar="FILE.ini")
+    convert.add_argument("-o", "--output", metavar="FILE.yaml",
+                         help="write here (paths rebased to its folder) instead of printing")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    convert.add_argument("--debug", action="store_true", help="show tracebacks")
+    convert.set_defaults(func=_config_convert)
+    return parser
+
+
+def _overrides(args: argparse.Namespace, extra: Sequence[str]) -> List[str]:
+    """``--set`` values plus NiftyNet-style ``--key value`` / ``--key=value`` pairs."""
+    found = list(getattr(args, "set", []) or [])
+    items = list(extra)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--") or len(item) < 3:
+            raise ConfigError(f"command line: unexpected argument '{item}'")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if not items or (items[0].startswith("--") and not _is_number(items[0])):
+                raise ConfigError(f"command line: --{key} needs a value")
+            value = items.pop(0)
+        found.append(f"{key}={value}")
+    return found
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _load(args: argparse.Namespace, overrides: List[str], check: bool = True) -> Any:
+    from niftykit.config import check_supported, load_config
+    config = load_config(args.config, overrides)
+    if check:
+        check_supported(config)
+    return config
+
+
+def _application(config: Any) -> Any:
+    from niftykit.application import APPLICATIONS, BaseApplication
+    cls = APPLICATIONS.get(config.application)
+    if not (isinstance(cls, type) and issubclass(cls, BaseApplication)):
+        raise ConfigError(f"{config.source}: application '{config.application}' is not a "
+                          "niftykit.application.BaseApplication subclass")
+    return cls(config)
+
+
+def _train(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.engine import train
+    app = _application(_load(args, overrides))
+    folder = train(app, overwrite=args.overwrite, debug=args.debug)
+    log.info("checkpoints in %s", folder)
+    return 0
+
+
+def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.engine import infer
+    infer(_application(_load(args, overrides)), overwrite=args.overwrite, debug=args.debug)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.engine import evaluate
+    evaluate(_application(_load(args, overrides)), overwrite=args.overwrite)
+    return 0
+
+
+def _config_show(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.config import config_to_yaml
+    sys.stdout.write(config_to_yaml(_load(args, overrides, check=False)))
+    return 0
+
+
+def _config_convert(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.config import convert_ini
+    if overrides:
+        raise ConfigError("command line: config convert takes no overrides")
+    text = convert_ini(args.ini, args.output)
+    if args.output:
+        from niftykit.io.writer import write_text
+        write_text(Path(args.output), text, overwrite=args.overwrite)
+        log.info("wrote %s", args.output)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"niftykit: warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+def _setup_logging() -> None:
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(_Format("%(message)s"))
+        log.addHandler(handler)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    args.debug = bool(getattr(args, "debug", False) or args.debug_global)
+    _setup_logging()
+    try:
+        func: Callable[[argparse.Namespace, List[str]], int] = args.func
+        return func(args, _overrides(args, extra))
+    except (NiftykitError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split())
+        print(f"niftykit: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("niftykit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Checkpoints in ``<model_dir>/models/model.ckpt-<iter>`` (weights, optimiser state, iteration).
+
+Written through ``tf.train.CheckpointManager``, which writes to temporary
+names and renames, keeping the newest ``max_checkpoints``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any, List, Optional
+
+from niftykit.errors import NiftykitError
+
+__all__ = ["Checkpointer"]
+
+
+class Checkpointer:
+    """Save and restore a model (and optionally its optimiser) by iteration.
+
+    Args:
+        model_dir: ``system.model_dir``; checkpoints go to its ``models/`` folder.
+        model: the Keras model (built).
+        optimizer: the optimiser, or None at inference.
+        max_to_keep: ``training.max_checkpoints``.
+    """
+
+    def __init__(self, model_dir: Path, model: Any, optimizer: Any = None, max_to_keep: int = 100) -> None:
+        import tensorflow as tf
+        self.directory = Path(model_dir) / "models"
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        parts = {"model": model, "iteration": self.iteration}
+        if optimizer is not None:
+            parts["optimizer"] = optimizer
+        self.checkpoint = tf.train.Checkpoint(**parts)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.directory), max_to_keep=max_to_keep, checkpoint_name="model.ckpt")
+
+    def iterations(self) -> List[int]:
+        """Iterations that have a checkpoint, oldest first."""
+        found = [re.search(r"-(\d+)$", p) for p in self.manager.checkpoints]
+        return [int(m.group(1)) for m in found if m]
+
+    def save(self, iteration: int) -> str:
+        """Write the checkpoint of ``iteration``; returns its prefix."""
+        self.iteration.assign(iteration)
+        return self.manager.save(checkpoint_number=iteration)
+
+    def restore(self, iteration: int = -1, *, weights_only: bool = False) -> int:
+        """Restore ``iteration`` (-1: the latest); returns the iteration restored.
+
+        Raises:
+            NiftykitError: no such checkpoint (names the folder and what exists).
+        """
+        available = self.iterations()
+        if not available:
+            raise NiftykitError(f"no checkpoint in {self.directory}; run `niftykit train` first")
+        chosen = available[-1] if iteration < 0 else iteration
+        if chosen not in available:
+            raise NiftykitError(f"no checkpoint for iteration {chosen} in {self.directory} "
+                                f"(available: {', '.join(map(str, available))})")
+        status = self.checkpoint.restore(str(self.directory / f"model.ckpt-{chosen}"))
+        if weights_only:
+            status.expect_partial()
+        else:
+            status.assert_existing_objects_matched()
+        return chosen
+
+    def clear(self) -> None:
+        """Delete every checkpoint (``--overwrite`` when starting afresh)."""
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+        import tensorflow as tf
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.directory), max_to_keep=self.manager._max_to_keep,
+            checkpoint_name="model.ckpt")
+
+    def latest(self) -> Optional[int]:
+        """The newest checkpointed iteration, or None."""
+        found = self.iterations()
+        return found[-1] if found else None

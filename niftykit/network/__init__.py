@@ -1,0 +1,9 @@
+"""Keras 3 networks (channels-last), registered by name.
+
+``NETWORKS.get("unet")`` returns the class; importing this package does not
+import Keras, only looking a network up does.
+"""
+
+from niftykit.network.registry import NETWORKS, window_error
+
+__all__ = ["NETWORKS", "window_error"]
