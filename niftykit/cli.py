@@ -141,7 +141,7 @@ def _config_convert(args: argparse.Namespace, overrides: List[str]) -> int:
         raise ConfigError("command line: config convert takes no overrides")
     text = convert_ini(args.ini, args.output)
     if args.output:
-        from niftykit.io.writer import write_text
+        from niftykit.io import write_text
         write_text(Path(args.output), text, overwrite=args.overwrite)
         log.info("wrote %s", args.output)
     else:

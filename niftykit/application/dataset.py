@@ -6,17 +6,13 @@ discovery functions, so every application finds its data the same way.
 
 from __future__ import annotations
 
-import logging
 from typing import Dict, List, Mapping, Sequence
 
 from niftykit.errors import DataError
-from niftykit.io import (Subject, find_files, load_or_create_split, match_subjects,
+from niftykit.io import (PHASES, Subject, find_files, load_or_create_split, match_subjects,
                          read_file_list, subjects_in_phase)
 
-__all__ = ["discover_subjects", "select_phase", "PHASES"]
-
-log = logging.getLogger("niftykit")
-PHASES = ("training", "validation", "inference")
+__all__ = ["discover_subjects", "select_phase"]
 
 
 def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str]) -> List[Subject]:

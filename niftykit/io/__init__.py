@@ -1,0 +1,26 @@
+"""Images in and out: reading, writing, file discovery and the dataset split.
+
+numpy and nibabel only; nothing here imports TensorFlow or the sampler.
+"""
+
+from niftykit.io.discovery import Subject, find_files, match_subjects, read_file_list
+from niftykit.io.image import Image, check_same_grid, read_image, stack_channels
+from niftykit.io.partition import PHASES, load_or_create_split, subjects_in_phase
+from niftykit.io.writer import write_csv, write_image, write_text
+
+__all__ = [
+    "Image",
+    "read_image",
+    "stack_channels",
+    "check_same_grid",
+    "write_image",
+    "write_csv",
+    "write_text",
+    "Subject",
+    "find_files",
+    "read_file_list",
+    "match_subjects",
+    "PHASES",
+    "load_or_create_split",
+    "subjects_in_phase",
+]
