@@ -48,17 +48,15 @@ def select_phase(subjects: Sequence[Subject], system: object, training: object,
     """
     if phase == "all":
         return list(subjects)
-    ids = [s.id for s in subjects]
+    if phase not in PHASES:
+        raise DataError(f"unknown phase '{phase}' (training, validation, inference or all)")
     split_file = system.dataset_split_file
     if not split_file.exists() and not create:
-        return list(subjects) if phase == "inference" else (
-            list(subjects) if phase == "training" else [])
+        return list(subjects) if phase in ("training", "inference") else []
     split = load_or_create_split(
-        split_file, ids,
+        split_file, [s.id for s in subjects],
         validation_fraction=training.exclude_fraction_for_validation,
         inference_fraction=training.exclude_fraction_for_inference,
         seed=system.seed)
-    if phase not in PHASES:
-        raise DataError(f"unknown phase '{phase}' (training, validation, inference or all)")
     chosen = set(subjects_in_phase(split, phase))
     return [s for s in subjects if s.id in chosen]

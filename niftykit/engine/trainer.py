@@ -27,7 +27,20 @@ __all__ = ["train"]
 log = logging.getLogger("niftykit")
 
 
-def _window_source(app: Any, subjects: Sequence[Any], phase: str, seed: int) -> Callable:
+class _Errors(list):
+    """User errors raised inside the tf.data workers, re-raised by the loop as they were."""
+
+    def next(self, batches: Iterator, tf: Any) -> Any:
+        try:
+            return next(batches)
+        except tf.errors.OpError:
+            if self:
+                raise self[0] from None
+            raise
+
+
+def _window_source(app: Any, subjects: Sequence[Any], phase: str, seed: int,
+                   errors: _Errors) -> Callable:
     """Endless windows from ``subjects`` for worker ``i`` of ``n`` (volumes cached per worker)."""
     def source(worker: int, workers: int) -> Iterator[Mapping[str, np.ndarray]]:
         rng = np.random.default_rng([seed, worker])
@@ -38,7 +51,11 @@ def _window_source(app: Any, subjects: Sequence[Any], phase: str, seed: int) -> 
             for index in rng.permutation(len(mine)):
                 subject = mine[index]
                 if subject.id not in cache:
-                    cache[subject.id] = app.load_volumes(subject, phase)
+                    try:
+                        cache[subject.id] = app.load_volumes(subject, phase)
+                    except NiftykitError as exc:
+                        errors.append(exc)
+                        raise
                 yield from sampler(cache[subject.id])
     return source
 
@@ -49,22 +66,22 @@ def _spec(app: Any, subject: Any) -> Dict[str, tuple]:
     return {k: (v.shape, v.dtype) for k, v in window.items() if k != "location"}
 
 
-def _dataset(app: Any, subjects: Sequence[Any], spec: Mapping, seed: int) -> Any:
+def _dataset(app: Any, subjects: Sequence[Any], spec: Mapping, seed: int, errors: _Errors) -> Any:
     from niftykit.sampler.pipeline import window_dataset
     cfg = app.config
     return window_dataset(
-        _window_source(app, subjects, "training", seed), spec,
+        _window_source(app, subjects, "training", seed, errors), spec,
         batch_size=cfg.network.batch_size, queue_length=cfg.network.queue_length,
         num_workers=min(cfg.system.num_threads, len(subjects)), seed=seed)
 
 
 def _prepare(app: Any) -> tuple:
     cfg = app.config
+    app.make_sampler(np.random.default_rng(0))  # checks the window before touching any data
     subjects = app.subjects("training")
     if not subjects:
         raise DataError(f"no training subjects (split file {cfg.system.dataset_split_file})")
     validation = app.subjects("validation") if cfg.training.validation_every_n > 0 else []
-    app.make_sampler(np.random.default_rng(0))  # validates the window before anything heavy
     return subjects, validation
 
 
@@ -99,8 +116,10 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
              "about %.1f MB", len(subjects), len(validation),
              {k: list(s) for k, (s, _) in spec.items()}, cfg.network.queue_length,
              queue_bytes(spec, cfg.network.queue_length) / 1e6)
-    batches = iter(_dataset(app, subjects, spec, cfg.system.seed))
-    val_batches = iter(_dataset(app, validation, spec, cfg.system.seed + 1)) if validation else None
+    errors = _Errors()
+    batches = iter(_dataset(app, subjects, spec, cfg.system.seed, errors))
+    val_batches = (iter(_dataset(app, validation, spec, cfg.system.seed + 1, errors))
+                   if validation else None)
     with precision_policy(cfg.network.precision):
         model = app.build_network()
         model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
@@ -109,7 +128,7 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
     start = _start_iteration(ckpt, cfg.training.starting_iter, overwrite)
     log.info("network %s: %d parameters; iterations %d..%d", cfg.network.name,
              model.count_params(), start + 1, cfg.training.max_iter)
-    _loop(app, model, optimiser, ckpt, batches, val_batches, start, tf)
+    _loop(app, model, optimiser, ckpt, (batches, val_batches, errors), start, tf)
     return ckpt.directory
 
 
@@ -130,9 +149,10 @@ def _steps(app: Any, model: Any, optimiser: Any, tf: Any) -> tuple:
     return train_step, eval_step
 
 
-def _loop(app: Any, model: Any, optimiser: Any, ckpt: Checkpointer, batches: Iterator,
-          val_batches: Any, start: int, tf: Any) -> None:
+def _loop(app: Any, model: Any, optimiser: Any, ckpt: Checkpointer, streams: tuple,
+          start: int, tf: Any) -> None:
     cfg = app.config.training
+    batches, val_batches, errors = streams
     logs = Path(app.config.system.model_dir) / "logs"
     writers = {name: tf.summary.create_file_writer(str(logs / name))
                for name in ("training", "validation")}
@@ -141,7 +161,7 @@ def _loop(app: Any, model: Any, optimiser: Any, ckpt: Checkpointer, batches: Ite
     try:
         for iteration in range(start + 1, cfg.max_iter + 1):
             tic = time.perf_counter()
-            loss = float(train_step(next(batches)))
+            loss = float(train_step(errors.next(batches, tf)))
             if not math.isfinite(loss):
                 raise NiftykitError(f"loss became {loss} at iteration {iteration}; lower "
                                     f"training.lr (now {cfg.lr}) or check the input intensities")
@@ -152,8 +172,8 @@ def _loop(app: Any, model: Any, optimiser: Any, ckpt: Checkpointer, batches: Ite
                 with writers["training"].as_default():
                     tf.summary.scalar("loss", loss, step=iteration)
             if val_batches is not None and iteration % cfg.validation_every_n == 0:
-                _validate(eval_step, val_batches, cfg.validation_max_iter, iteration,
-                          writers["validation"], tf)
+                _validate(eval_step, lambda: errors.next(val_batches, tf),
+                          cfg.validation_max_iter, iteration, writers["validation"], tf)
             if cfg.save_every_n > 0 and iteration % cfg.save_every_n == 0:
                 ckpt.save(iteration)
     except KeyboardInterrupt:
@@ -167,10 +187,10 @@ def _loop(app: Any, model: Any, optimiser: Any, ckpt: Checkpointer, batches: Ite
         log.info("saved %s", ckpt.save(iteration))
 
 
-def _validate(eval_step: Callable, batches: Iterator, n: int, iteration: int, writer: Any,
+def _validate(eval_step: Callable, next_batch: Callable, n: int, iteration: int, writer: Any,
               tf: Any) -> float:
     tic = time.perf_counter()
-    losses: List[float] = [float(eval_step(next(batches))) for _ in range(max(1, n))]
+    losses: List[float] = [float(eval_step(next_batch())) for _ in range(max(1, n))]
     loss = float(np.mean(losses))
     log.info("    validation iter %d, loss=%.4f (%.3fs)", iteration, loss, time.perf_counter() - tic)
     with writer.as_default():

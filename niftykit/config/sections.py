@@ -1,0 +1,179 @@
+"""The input and system sections: NiftyNet's keys and defaults, plus niftykit's.
+
+Each field is declared with :func:`~niftykit.config.spec.option` (default,
+kind, support). Key names, defaults and choices follow NiftyNet 0.6
+(``niftynet/utilities/user_parameters_default.py``); niftykit adds
+``system.seed``, ``system.strategy``, ``network.params`` and
+``network.precision``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from niftykit.config.paths import CONFIG_DIR, MODEL_DIR, PathList, PathValue
+from niftykit.config.sequences import (Axcodes, FloatPair, IntList, SpatialSize, StrList,
+                                       Triple)
+from niftykit.config.spec import option
+from niftykit.config.values import Bool, Choice, Float, Int, Mapping, Name, Str
+
+__all__ = ["InputConfig", "SystemConfig", "NetworkConfig", "TrainingConfig",
+           "InferenceConfig", "EvaluationConfig"]
+
+LOADERS = ("nibabel", "opencv", "skimage", "pillow", "simpleitk", "dummy")
+EVENT_HANDLERS = ("model_saver", "model_restorer", "sampler_threading", "apply_gradients",
+                  "output_interpreter", "console_logger", "tensorboard_logger",
+                  "performance_logger")
+ACTIVATIONS = ("relu", "relu6", "elu", "softplus", "softsign", "sigmoid", "tanh", "prelu",
+               "selu", "leakyrelu", "dropout")
+INITIALIZERS = ("constant", "zeros", "ones", "uniform_scaling", "orthogonal", "variance_scaling",
+                "glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
+OPTIMISERS = ("adam", "gradientdescent", "momentum", "nesterov", "adagrad", "rmsprop")
+PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum",
+             "reflect", "symmetric", "wrap", "empty")
+SAMPLINGS = ("uniform", "resize", "balanced", "weighted", "patch")
+MASK_TYPES = ("otsu_plus", "otsu_minus", "threshold_plus", "threshold_minus", "mean_plus")
+EARLY_STOPPING = ("mean", "robust_mean", "median", "generalisation_loss", "median_smoothing",
+                  "validation_up")
+PHASES = ("all", "training", "validation", "inference")
+
+
+@dataclass
+class InputConfig:
+    """One input source, e.g. NiftyNet's ``[T1]`` or ``[label]`` section.
+
+    Window sizes are in voxels along (x, y, z); ``pixdim`` is in mm.
+    """
+
+    csv_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
+    csv_data_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True))
+    to_ohe: bool = option(False, Bool())
+    path_to_search: tuple[Path, ...] = option((), PathList(CONFIG_DIR), True)
+    filename_contains: tuple[str, ...] = option((), StrList(), True)
+    filename_not_contains: tuple[str, ...] = option((), StrList(), True)
+    filename_removefromid: str = option("", Str(), True)
+    interp_order: int = option(1, Int(ge=-1, le=3), True)
+    loader: str | None = option(None, Choice(LOADERS, optional=True))
+    pixdim: tuple[float, float, float] | None = option(None, Triple(float, True, gt=0))
+    axcodes: tuple[str, str, str] | None = option(None, Axcodes())
+    spatial_window_size: tuple[int, int, int] | None = option(None, SpatialSize(), True)
+
+
+@dataclass
+class SystemConfig:
+    """NiftyNet's ``[SYSTEM]``: devices, folders, seed and distribution strategy."""
+
+    cuda_devices: str = option("", Str(), True)
+    num_threads: int = option(2, Int(ge=1), True)
+    num_gpus: int = option(1, Int(ge=0), (0, 1))
+    model_dir: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
+    dataset_split_file: Path = option(Path("dataset_split.csv"), PathValue(MODEL_DIR), True)
+    event_handler: tuple[str, ...] = option(EVENT_HANDLERS, StrList())
+    iteration_generator: str = option("iteration_generator", Str())
+    seed: int = option(0, Int(ge=0), True)
+    strategy: str = option("default", Choice(("default", "mirrored", "multi_worker")),
+                           ("default",))
+
+
+@dataclass
+class NetworkConfig:
+    """NiftyNet's ``[NETWORK]``: architecture, batching, volume preprocessing.
+
+    ``params`` holds the architecture hyper-parameters passed to the network.
+    """
+
+    name: str | None = option(None, Str(optional=True), True)
+    activation_function: str = option("relu", Choice(ACTIVATIONS), True)
+    batch_size: int = option(2, Int(ge=1), True)
+    smaller_final_batch_mode: str = option("pad", Choice(("drop", "pad", "dynamic")), True)
+    decay: float = option(0.0, Float(ge=0), True)
+    reg_type: str = option("L2", Choice(("L1", "L2")), True)
+    volume_padding_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0))
+    volume_padding_mode: str = option("minimum", Choice(PAD_MODES))
+    volume_padding_to_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0))
+    window_sampling: str = option("uniform", Choice(SAMPLINGS), ("uniform",))
+    force_output_identity_resizing: bool = option(False, Bool())
+    queue_length: int = option(5, Int(ge=1), True)
+    multimod_foreground_type: str = option("and", Choice(("and", "or", "multi")), True)
+    histogram_ref_file: Path = option(Path("histogram_ref_file.txt"), PathValue(MODEL_DIR),
+                                      True)
+    norm_type: str = option("percentile", Choice(("percentile", "quartile", "median")), True)
+    cutoff: tuple[float, float] = option((0.01, 0.99), FloatPair(False, ge=0, le=1), True)
+    foreground_type: str = option("otsu_plus", Choice(MASK_TYPES), True)
+    normalisation: bool = option(False, Bool())
+    rgb_normalisation: bool = option(False, Bool())
+    whitening: bool = option(False, Bool())
+    normalise_foreground_only: bool = option(False, Bool())
+    weight_initializer: str = option("he_normal", Name(INITIALIZERS), True)
+    bias_initializer: str = option("zeros", Name(INITIALIZERS), True)
+    keep_prob: float = option(1.0, Float(gt=0, le=1))
+    weight_initializer_args: dict[str, Any] = option({}, Mapping(), True)
+    bias_initializer_args: dict[str, Any] = option({}, Mapping(), True)
+    params: dict[str, Any] = option({}, Mapping(), True)
+    precision: str = option("float32", Choice(("float32", "mixed_bfloat16", "mixed_float16")),
+                            True)
+
+
+@dataclass
+class TrainingConfig:
+    """NiftyNet's ``[TRAINING]``: optimiser, schedule, augmentation, validation.
+
+    Angles are in degrees, scaling in percent.
+    """
+
+    optimiser: str = option("adam", Name(OPTIMISERS), True)
+    sample_per_volume: int = option(1, Int(ge=1), True)
+    rotation_angle: tuple[float, float] | None = option(None, FloatPair())
+    rotation_angle_x: tuple[float, float] | None = option(None, FloatPair())
+    rotation_angle_y: tuple[float, float] | None = option(None, FloatPair())
+    rotation_angle_z: tuple[float, float] | None = option(None, FloatPair())
+    scaling_percentage: tuple[float, float] | None = option(None, FloatPair(gt=-100))
+    isotropic_scaling: bool = option(False, Bool())
+    antialiasing: bool = option(True, Bool())
+    bias_field_range: tuple[float, float] | None = option(None, FloatPair())
+    bf_order: int = option(3, Int(ge=0))
+    random_flipping_axes: tuple[int, ...] = option((), IntList(off=-1, ge=0, le=2))
+    spatial_rank: int = option(3, Int(ge=2, le=3))
+    do_elastic_deformation: bool = option(False, Bool())
+    num_ctrl_points: int = option(4, Int(ge=1))
+    deformation_sigma: float = option(15.0, Float(ge=0))
+    proportion_to_deform: float = option(0.5, Float(ge=0, le=1))
+    lr: float = option(0.01, Float(gt=0), True)
+    loss_type: str = option("Dice", Str(), True)
+    starting_iter: int = option(0, Int(ge=-1, note=" (-1 = latest checkpoint)"), True)
+    save_every_n: int = option(500, Int(ge=0, also=(-1,)), True)
+    tensorboard_every_n: int = option(20, Int(ge=0, also=(-1,)), True)
+    max_iter: int = option(10000, Int(ge=0), True)
+    max_checkpoints: int = option(100, Int(ge=1), True)
+    validation_every_n: int = option(-1, Int(ge=1, also=(-1,), note=" (-1 = never)"), True)
+    validation_max_iter: int = option(1, Int(ge=1), True)
+    exclude_fraction_for_validation: float = option(0.0, Float(ge=0, lt=1), True)
+    exclude_fraction_for_inference: float = option(0.0, Float(ge=0, lt=1), True)
+    vars_to_restore: str = option("", Str())
+    vars_to_freeze: str = option("", Str())
+    patience: int = option(100, Int(ge=1))
+    early_stopping_mode: str = option("mean", Choice(EARLY_STOPPING))
+
+
+@dataclass
+class InferenceConfig:
+    """NiftyNet's ``[INFERENCE]``: checkpoint, grid windows, output files."""
+
+    spatial_window_size: tuple[int, int, int] | None = option(None, SpatialSize(), True)
+    inference_iter: int = option(-1, Int(ge=-1, note=" (-1 = latest checkpoint)"), True)
+    dataset_to_infer: str | None = option(None, Choice(PHASES, optional=True), True)
+    save_seg_dir: Path = option(Path("output"), PathValue(MODEL_DIR), True)
+    output_postfix: str = option("_niftynet_out", Str(), True)
+    output_interp_order: int = option(0, Int(ge=-1, le=3), True)
+    border: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
+    fill_constant: float = option(0.0, Float(), True)
+
+
+@dataclass
+class EvaluationConfig:
+    """NiftyNet's ``[EVALUATION]``: metric names and the CSV output folder."""
+
+    evaluations: tuple[str, ...] = option((), StrList(), ("dice", "Dice"))
+    save_csv_dir: Path = option(Path("evaluation"), PathValue(MODEL_DIR), True)

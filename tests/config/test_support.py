@@ -1,0 +1,69 @@
+import pytest
+
+from niftykit.config import check_supported, load_config
+from niftykit.config.spec import field_specs
+from niftykit.config.support import is_supported
+from niftykit.config.sections import EvaluationConfig, SystemConfig
+from niftykit.errors import NotSupportedError
+
+
+def test_minimal_config_is_supported(minimal):
+    check_supported(load_config(minimal))
+
+
+def test_supported_values_pass(write, minimal_yaml):
+    text = minimal_yaml + ("system: {num_gpus: 0, seed: 3}\n"
+                           "network: {window_sampling: uniform, precision: mixed_bfloat16}\n"
+                           "evaluation: {evaluations: [dice]}\n")
+    check_supported(load_config(write("ok.yaml", text)))
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("network: {whitening: true}",
+     "configs/bad.yaml: [network] whitening: not supported yet in niftykit 0.1 (supported: "
+     "False)"),
+    ("network: {window_sampling: resize}",
+     "configs/bad.yaml: [network] window_sampling: not supported yet in niftykit 0.1 "
+     "(supported: uniform)"),
+    ("system: {num_gpus: 2}",
+     "configs/bad.yaml: [system] num_gpus: not supported yet in niftykit 0.1 (supported: 0, 1)"),
+    ("training: {rotation_angle: [-10, 10]}",
+     "configs/bad.yaml: [training] rotation_angle: not supported yet in niftykit 0.1 "
+     "(supported: unset)"),
+    ("evaluation: {evaluations: [dice, hausdorff95_distance]}",
+     "configs/bad.yaml: [evaluation] evaluations: not supported yet in niftykit 0.1 "
+     "(supported: dice, Dice)"),
+])
+def test_unsupported_settings(write, line, expected, minimal_yaml):
+    config = load_config(write("bad.yaml", minimal_yaml + line + "\n"))
+    with pytest.raises(NotSupportedError) as info:
+        check_supported(config)
+    assert str(info.value) == expected
+
+
+def test_unsupported_input_key(write, minimal_yaml):
+    config = load_config(write("bad.yaml", minimal_yaml.replace(
+        "interp_order: 0", "interp_order: 0\n    pixdim: [1, 1, 1]")))
+    with pytest.raises(NotSupportedError, match=r"\[inputs.label\] pixdim: not supported yet"):
+        check_supported(config)
+
+
+def test_unsupported_application(shared_inis):
+    config = load_config(shared_inis / "default_monomodal_regression.ini")
+    with pytest.raises(NotSupportedError, match="application: 'regression' is not supported yet"):
+        check_supported(config)
+
+
+def test_dotted_application_is_allowed(write, minimal_yaml):
+    text = minimal_yaml.replace("application: segmentation", "application: pkg.mod:App")
+    check_supported(load_config(write("ok.yaml", text)))
+
+
+def test_is_supported_markers():
+    system = field_specs(SystemConfig)
+    assert is_supported(system["seed"], 7)
+    assert is_supported(system["strategy"], "default")
+    assert not is_supported(system["strategy"], "mirrored")
+    assert not is_supported(system["event_handler"], ("model_saver",))
+    evaluations = field_specs(EvaluationConfig)["evaluations"]
+    assert is_supported(evaluations, ()) and is_supported(evaluations, ("Dice", "dice"))
