@@ -23,34 +23,33 @@ def _args(data: Path, model: Path, *extra: str) -> list:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Train 40 iterations on 6 generated subjects (two each for training, validation, inference)."""
+    """Train 200 iterations on 10 generated subjects (6 training, 2 validation, 2 inference)."""
     root = tmp_path_factory.mktemp("slice")
     data, model = root / "data", root / "model"
-    make_shapes(data, n_subjects=6, shape=(24, 24, 24), seed=1)
-    status = main(["train", *_args(data, model, "--max_iter", "40", "--save_every_n", "20",
-                                   "--validation_every_n", "20", "--set",
-                                   "training.exclude_fraction_for_inference=0.3")])
+    make_shapes(data, n_subjects=10, shape=(24, 24, 24), seed=1)
+    status = main(["train", *_args(data, model, "--max_iter", "200", "--save_every_n", "100",
+                                   "--validation_every_n", "100")])
     assert status == 0
     return data, model
 
 
 def test_train_writes_checkpoints_split_and_logs(run):
     data, model = run
-    assert (model / "models" / "model.ckpt-40.index").exists()
-    assert (model / "models" / "model.ckpt-20.index").exists()
+    assert (model / "models" / "model.ckpt-200.index").exists()
+    assert (model / "models" / "model.ckpt-100.index").exists()
     rows = list(csv.reader((model / "dataset_split.csv").open()))
     phases = [phase for _, phase in rows]
-    # 6 subjects: ceil(0.2 * 6) = 2 validation, ceil(0.3 * 6) = 2 inference, 2 training
-    assert sorted(phases) == ["inference"] * 2 + ["training"] * 2 + ["validation"] * 2
+    # 10 subjects: 0.2 * 10 = 2 validation, 2 inference, 6 training
+    assert sorted(phases) == ["inference"] * 2 + ["training"] * 6 + ["validation"] * 2
     assert any((model / "logs" / "training").iterdir())
 
 
 def test_train_refuses_to_overwrite_then_resumes(run, capsys):
     data, model = run
-    assert main(["train", *_args(data, model, "--max_iter", "42")]) == 2
+    assert main(["train", *_args(data, model, "--max_iter", "202")]) == 2
     assert "already has checkpoints" in capsys.readouterr().err
-    assert main(["train", *_args(data, model, "--starting_iter", "40", "--max_iter", "42")]) == 0
-    assert (model / "models" / "model.ckpt-42.index").exists()
+    assert main(["train", *_args(data, model, "--starting_iter", "200", "--max_iter", "202")]) == 0
+    assert (model / "models" / "model.ckpt-202.index").exists()
 
 
 def test_infer_writes_on_the_input_grid_and_evaluate_scores(run, capsys):
@@ -73,7 +72,10 @@ def test_infer_writes_on_the_input_grid_and_evaluate_scores(run, capsys):
     assert main(["evaluate", *_args(data, model)]) == 0
     table = list(csv.DictReader((model / "evaluation" / "evaluation.csv").open()))
     assert [row["label"] for row in table] == ["1", "2"] * 2
-    assert all(0.0 <= float(row["dice"]) <= 1.0 for row in table)
+    # the slice learns: both objects are found on held-out subjects
+    for label in ("1", "2"):
+        scores = [float(row["dice"]) for row in table if row["label"] == label]
+        assert np.mean(scores) > 0.7, (label, scores)
 
 
 def test_bad_label_value_is_a_one_line_error(tmp_path, capsys):

@@ -9,11 +9,28 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from niftykit.errors import NiftykitError
 
 __all__ = ["Checkpointer"]
+
+
+def _weights_by_path(model: Any) -> Dict[str, Any]:
+    """The model's variables keyed by their layer path (``network/down0_conv0/kernel``).
+
+    Keras 3 layers kept in Python lists are invisible to ``tf.train.Checkpoint``'s
+    object graph, so the variables are listed explicitly, by name: checkpoints do not
+    depend on how a network stores its layers, only on the layer names.
+    """
+    weights: Dict[str, Any] = {}
+    for variable in model.variables:
+        key = variable.path.replace("/", ".")
+        if key in weights:
+            raise NiftykitError(f"two weights of the network are both named '{variable.path}'; "
+                                "give every layer its own name")
+        weights[key] = variable
+    return weights
 
 
 class Checkpointer:
@@ -30,7 +47,7 @@ class Checkpointer:
         import tensorflow as tf
         self.directory = Path(model_dir) / "models"
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-        parts = {"model": model, "iteration": self.iteration}
+        parts = {"weights": _weights_by_path(model), "iteration": self.iteration}
         if optimizer is not None:
             parts["optimizer"] = optimizer
         self.checkpoint = tf.train.Checkpoint(**parts)
@@ -63,8 +80,12 @@ class Checkpointer:
         status = self.checkpoint.restore(str(self.directory / f"model.ckpt-{chosen}"))
         if weights_only:
             status.expect_partial()
-        else:
+        try:
             status.assert_existing_objects_matched()
+        except AssertionError as exc:
+            raise NiftykitError(
+                f"the checkpoint of iteration {chosen} in {self.directory} does not fit this network "
+                f"(was it trained with other network settings?): {str(exc).splitlines()[0]}") from None
         return chosen
 
     def clear(self) -> None:

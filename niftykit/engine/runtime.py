@@ -29,12 +29,30 @@ def import_tensorflow(cuda_devices: str = "", debug: bool = False) -> Any:
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with contextlib.nullcontext() if debug else _quiet_stderr():
+            import tensorflow as tf
     except ImportError as exc:
         raise NiftykitError(_MISSING) from exc
     if not debug:
         tf.get_logger().setLevel("ERROR")
     return tf
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 while TensorFlow's C++ start-up prints its
+    oneDNN/absl banners, which ``TF_CPP_MIN_LOG_LEVEL`` no longer suppresses."""
+    import sys
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def seed_everything(seed: int) -> None:
