@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-SHARED_INIS = Path(__file__).resolve().parents[3] / "shared" / "niftynet_configs"
+SHARED_INIS = Path(__file__).resolve().parents[1] / "data" / "niftynet_configs"
 
 MINIMAL_YAML = """\
 application: segmentation
@@ -54,9 +54,8 @@ SHARED_INI_NAMES = ("default_segmentation.ini", "default_multimodal_segmentation
 
 @pytest.fixture
 def shared_inis() -> Path:
-    """The folder of NiftyNet's own INI files (skipped if the shared folder is absent)."""
-    if not SHARED_INIS.is_dir():
-        pytest.skip(f"NiftyNet INI files not found at {SHARED_INIS}")
+    """The folder of NiftyNet's own INI files (vendored in tests/data/niftynet_configs)."""
+    assert all((SHARED_INIS / name).is_file() for name in SHARED_INI_NAMES), SHARED_INIS
     return SHARED_INIS
 
 
