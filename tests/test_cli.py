@@ -111,3 +111,16 @@ def test_not_supported_setting_stops_train(tmp_path, capsys):
     assert main(["train", "-c", str(QUICKSTART), "--set", "network.whitening=true"]) == 2
     err = capsys.readouterr().err
     assert "whitening" in err and "not supported yet" in err
+
+
+def test_config_convert_writes_once_and_refuses_to_overwrite(tmp_path, capsys):
+    import shutil
+    from niftykit.config import load_config
+    ini = shutil.copy(ROOT / "tests" / "data" / "niftynet_configs" / "highres3dnet_config.ini",
+                      tmp_path / "highres.ini")
+    out = tmp_path / "converted" / "highres.yaml"
+    assert main(["config", "convert", str(ini), "-o", str(out)]) == 0
+    assert load_config(out) == load_config(ini)
+    assert main(["config", "convert", str(ini), "-o", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["config", "convert", str(ini), "-o", str(out), "--overwrite"]) == 0

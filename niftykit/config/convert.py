@@ -56,7 +56,8 @@ def convert_ini(ini_path: str | os.PathLike[str],
 
     Args:
         ini_path: The NiftyNet INI file.
-        out_path: Where the YAML will live; if given, the YAML is written there.
+        out_path: Where the YAML will live (relative paths are rebased to its
+            folder); writing it is the caller's job (the CLI writes atomically).
 
     Returns:
         The YAML text. Keys that NiftyNet ignored because they sat in the
@@ -85,8 +86,4 @@ def convert_ini(ini_path: str | os.PathLike[str],
         system["model_dir"] = rebase("model", ini_dir, out_dir)
     if not system:
         del data["system"]
-    text = _header(raw.origin, ignored) + dump_yaml(data)
-    if out_path is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        Path(os.path.abspath(os.fspath(out_path))).write_text(text, encoding="utf-8")
-    return text
+    return _header(raw.origin, ignored) + dump_yaml(data)

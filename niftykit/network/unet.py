@@ -19,13 +19,14 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import keras
 
-from niftykit.network.layers import activation_layer, initializer, norm_layer, regularizer
+from niftykit.network.base import BaseNet
+from niftykit.network.layers import activation_layer, norm_layer
 
 __all__ = ["UNet3D"]
 
 
 @keras.saving.register_keras_serializable(package="niftykit")
-class UNet3D(keras.Model):
+class UNet3D(BaseNet):
     """3-D (or 2-D) U-Net.
 
     Args:
@@ -36,37 +37,18 @@ class UNet3D(keras.Model):
         n_convs: convolutions per level and per path.
         kernel_size: convolution kernel size.
         norm: ``batch``, ``instance``, ``group`` or ``none``.
-        activation: NiftyNet activation name (``relu``, ``prelu``, ``leakyrelu``...).
-        spatial_rank: 3, or 2 for windows of shape ``(x, y, 1)``.
-        weight_initializer, weight_initializer_args: NiftyNet initialiser name and arguments.
-        bias_initializer, bias_initializer_args: the same for biases.
-        decay, reg_type: weight regularisation (``L1``/``L2`` × decay); 0 turns it off.
+        **kwargs: the common arguments of :class:`~niftykit.network.base.BaseNet`
+            (activation, spatial_rank, initialisers, decay, reg_type).
     """
 
     def __init__(self, num_classes: int, n_features: Sequence[int] = (16, 32, 64),
                  n_convs: int = 2, kernel_size: int = 3, norm: str = "batch",
-                 activation: str = "relu", spatial_rank: int = 3,
-                 weight_initializer: str = "he_normal",
-                 weight_initializer_args: Optional[Mapping[str, Any]] = None,
-                 bias_initializer: str = "zeros",
-                 bias_initializer_args: Optional[Mapping[str, Any]] = None,
-                 decay: float = 0.0, reg_type: str = "L2", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if spatial_rank not in (2, 3):
-            raise ValueError(f"spatial_rank must be 2 or 3, got {spatial_rank}")
-        self.num_classes = int(num_classes)
+                 **kwargs: Any) -> None:
+        super().__init__(num_classes, **kwargs)
         self.n_features = [int(f) for f in n_features]
         self.n_convs = int(n_convs)
         self.kernel_size = int(kernel_size)
         self.norm = norm
-        self.activation = activation
-        self.spatial_rank = int(spatial_rank)
-        self.weight_initializer = weight_initializer
-        self.weight_initializer_args = dict(weight_initializer_args or {})
-        self.bias_initializer = bias_initializer
-        self.bias_initializer_args = dict(bias_initializer_args or {})
-        self.decay = float(decay)
-        self.reg_type = reg_type
         self._build_layers()
 
     @classmethod
@@ -74,18 +56,11 @@ class UNet3D(keras.Model):
         """Windows must be divisible by this along every axis longer than 1."""
         return 2 ** (len(params.get("n_features", (16, 32, 64))) - 1)
 
-    def _conv(self, filters: int, kernel: int, name: str, **extra: Any) -> keras.layers.Layer:
-        size = (kernel, kernel, kernel if self.spatial_rank == 3 else 1)
-        return keras.layers.Conv3D(
-            filters, size, padding="same", name=name,
-            kernel_initializer=initializer(self.weight_initializer, self.weight_initializer_args),
-            bias_initializer=initializer(self.bias_initializer, self.bias_initializer_args),
-            kernel_regularizer=regularizer(self.reg_type, self.decay), **extra)
-
     def _block(self, filters: int, prefix: str) -> list:
         layers = []
         for i in range(self.n_convs):
-            layers.append(self._conv(filters, self.kernel_size, f"{prefix}_conv{i}"))
+            layers.append(keras.layers.Conv3D(filters, self.kernel(self.kernel_size), padding="same",
+                                              name=f"{prefix}_conv{i}", **self.conv_kwargs()))
             norm = norm_layer(self.norm, filters, f"{prefix}_norm{i}")
             if norm is not None:
                 layers.append(norm)
@@ -93,7 +68,7 @@ class UNet3D(keras.Model):
         return layers
 
     def _build_layers(self) -> None:
-        pool = (2, 2, 2 if self.spatial_rank == 3 else 1)
+        pool = self.kernel(2)
         levels = len(self.n_features)
         self.down_blocks = [self._block(f, f"down{i}") for i, f in enumerate(self.n_features)]
         self.pools = [keras.layers.MaxPooling3D(pool, name=f"pool{i}") for i in range(levels - 1)]
@@ -101,11 +76,11 @@ class UNet3D(keras.Model):
         for i in reversed(range(levels - 1)):
             f = self.n_features[i]
             self.ups.append(keras.layers.Conv3DTranspose(
-                f, pool, strides=pool, name=f"up{i}_deconv",
-                kernel_initializer=initializer(self.weight_initializer, self.weight_initializer_args)))
+                f, pool, strides=pool, name=f"up{i}_deconv", **self.conv_kwargs()))
             self.concats.append(keras.layers.Concatenate(axis=-1, name=f"up{i}_concat"))
             self.up_blocks.append(self._block(f, f"up{i}"))
-        self.classifier = self._conv(self.num_classes, 1, "classifier", dtype="float32")
+        self.classifier = keras.layers.Conv3D(self.num_classes, 1, name="classifier",
+                                              dtype="float32", **self.conv_kwargs())
 
     @staticmethod
     def _run(layers: list, x: Any, training: Optional[bool]) -> Any:
@@ -128,11 +103,6 @@ class UNet3D(keras.Model):
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
-        config.update(
-            num_classes=self.num_classes, n_features=list(self.n_features), n_convs=self.n_convs,
-            kernel_size=self.kernel_size, norm=self.norm, activation=self.activation,
-            spatial_rank=self.spatial_rank, weight_initializer=self.weight_initializer,
-            weight_initializer_args=self.weight_initializer_args,
-            bias_initializer=self.bias_initializer, bias_initializer_args=self.bias_initializer_args,
-            decay=self.decay, reg_type=self.reg_type)
+        config.update(n_features=list(self.n_features), n_convs=self.n_convs,
+                      kernel_size=self.kernel_size, norm=self.norm)
         return config

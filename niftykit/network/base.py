@@ -1,0 +1,77 @@
+"""What every niftykit network takes from the config, in one place.
+
+:class:`BaseNet` holds the arguments that NiftyNet passed to every network
+(``num_classes``, activation, initialisers, regularisation) plus the window's
+spatial rank, builds convolution keyword arguments from them and returns
+them in ``get_config``. Subclasses add their own architecture parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+import keras
+
+from niftykit.network.layers import initializer, regularizer
+
+__all__ = ["BaseNet"]
+
+
+class BaseNet(keras.Model):
+    """Base of the niftykit networks (channels-last, logits out).
+
+    Args:
+        num_classes: output channels.
+        activation: NiftyNet ``activation_function`` name.
+        spatial_rank: 3, or 2 for windows of shape ``(x, y, 1)``.
+        weight_initializer, weight_initializer_args: NiftyNet initialiser name and arguments.
+        bias_initializer, bias_initializer_args: the same for biases.
+        decay, reg_type: weight regularisation (``L1``/``L2`` × decay); 0 turns it off.
+    """
+
+    def __init__(self, num_classes: int, activation: str = "relu", spatial_rank: int = 3,
+                 weight_initializer: str = "he_normal",
+                 weight_initializer_args: Optional[Mapping[str, Any]] = None,
+                 bias_initializer: str = "zeros",
+                 bias_initializer_args: Optional[Mapping[str, Any]] = None,
+                 decay: float = 0.0, reg_type: str = "L2", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if spatial_rank not in (2, 3):
+            raise ValueError(f"spatial_rank must be 2 or 3, got {spatial_rank}")
+        self.num_classes = int(num_classes)
+        self.activation = activation
+        self.spatial_rank = int(spatial_rank)
+        self.weight_initializer = weight_initializer
+        self.weight_initializer_args = dict(weight_initializer_args or {})
+        self.bias_initializer = bias_initializer
+        self.bias_initializer_args = dict(bias_initializer_args or {})
+        self.decay = float(decay)
+        self.reg_type = reg_type
+
+    def kernel(self, size: int) -> tuple:
+        """A cubic kernel (or stride), flat along z for 2-D windows."""
+        return (size, size, size if self.spatial_rank == 3 else 1)
+
+    def conv_kwargs(self, bias: bool = True) -> Dict[str, Any]:
+        """Initialiser and regulariser keyword arguments for a Keras convolution."""
+        kwargs: Dict[str, Any] = dict(
+            kernel_initializer=initializer(self.weight_initializer, self.weight_initializer_args),
+            kernel_regularizer=regularizer(self.reg_type, self.decay))
+        if bias:
+            kwargs["bias_initializer"] = initializer(self.bias_initializer, self.bias_initializer_args)
+        return kwargs
+
+    @classmethod
+    def window_divisor(cls, params: Mapping[str, Any]) -> int:
+        """Windows must be divisible by this along every axis longer than one voxel."""
+        return 1
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes, activation=self.activation,
+            spatial_rank=self.spatial_rank, weight_initializer=self.weight_initializer,
+            weight_initializer_args=self.weight_initializer_args,
+            bias_initializer=self.bias_initializer, bias_initializer_args=self.bias_initializer_args,
+            decay=self.decay, reg_type=self.reg_type)
+        return config
