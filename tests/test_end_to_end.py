@@ -86,6 +86,7 @@ def test_bad_label_value_is_a_one_line_error(tmp_path, capsys):
     array[0, 0, 0] = 7
     nib.save(nib.Nifti1Image(array, label.affine), data / "case01_label.nii.gz")
     assert main(["train", *_args(data, tmp_path / "model", "--max_iter", "2",
+                                 "--validation_every_n", "-1",
                                  "--set", "training.exclude_fraction_for_validation=0",
                                  "--set", "training.exclude_fraction_for_inference=0")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -101,3 +102,14 @@ def test_window_the_network_cannot_take(tmp_path, capsys):
                                  "inputs.label.spatial_window_size=[10,16,16]")]) == 2
     err = capsys.readouterr().err
     assert "spatial_window_size" in err and "x=10 (try 8 or 12)" in err
+
+
+def test_validation_without_validation_subjects_warns(tmp_path, capsys):
+    data = tmp_path / "data"
+    make_shapes(data, n_subjects=2, shape=(16, 16, 16))
+    assert main(["train", *_args(data, tmp_path / "model", "--max_iter", "2",
+                                 "--set", "training.exclude_fraction_for_validation=0",
+                                 "--set", "training.exclude_fraction_for_inference=0")]) == 0
+    captured = capsys.readouterr()
+    assert "niftykit: warning: training.validation_every_n is 100" in captured.err
+    assert "training iter 2," in captured.out

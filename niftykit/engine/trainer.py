@@ -82,6 +82,10 @@ def _prepare(app: Any) -> tuple:
     if not subjects:
         raise DataError(f"no training subjects (split file {cfg.system.dataset_split_file})")
     validation = app.subjects("validation") if cfg.training.validation_every_n > 0 else []
+    if cfg.training.validation_every_n > 0 and not validation:
+        log.warning("training.validation_every_n is %d but %s lists no validation subject; "
+                    "set training.exclude_fraction_for_validation (and delete the split file) "
+                    "to validate", cfg.training.validation_every_n, cfg.system.dataset_split_file)
     return subjects, validation
 
 
