@@ -18,7 +18,7 @@ help:
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),sitk,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

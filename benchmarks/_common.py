@@ -98,16 +98,19 @@ def load_average() -> float:
 
 def machine() -> Dict[str, str]:
     """nproc, CPU model, RAM and OS, read from the machine itself."""
-    model = "unknown"
-    flags = ""
+    fields: Dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1]
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    flags = " " + fields.get("flags", "") + " "
+    model = fields.get("model name", "unknown")
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    if " hypervisor " in flags:
+        model += ", virtual machine"
     ram = "unknown"
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -115,7 +118,7 @@ def machine() -> Dict[str, str]:
                 ram = f"{int(line.split()[1]) / 1024 ** 2:.1f} GiB"
     except OSError:
         pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f} " in flags]
     try:
         nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     except OSError:
@@ -136,3 +139,51 @@ def versions() -> Dict[str, str]:
     """Installed versions, asked of the interpreter that runs the benchmarks (``python -c``)."""
     out = subprocess.run([sys.executable, "-c", VERSION_SNIPPET], capture_output=True, text=True).stdout
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def _busy_cpu_seconds() -> float:
+    """Core-seconds the whole machine has spent busy since boot (from /proc/stat)."""
+    try:
+        import psutil
+
+        t = psutil.cpu_times()
+        return float(sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0)
+                     - getattr(t, "guest_nice", 0.0))
+    except ImportError:
+        fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        return sum(fields[i] for i in (0, 1, 2, 5, 6, 7)) / hz
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process and of the workers it has waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Interference:
+    """How much CPU other processes took while a benchmark ran.
+
+    Machine-wide busy time minus our own (and our finished workers') CPU time,
+    as a share of the machine's capacity over the wall time. A few per cent is
+    the kernel and the session; much more means the numbers were disturbed.
+    """
+
+    def __enter__(self) -> "Interference":
+        self.t0 = time.monotonic()
+        self.busy0 = _busy_cpu_seconds()
+        self.own0 = _own_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.monotonic() - self.t0
+        busy = _busy_cpu_seconds() - self.busy0
+        own = _own_cpu_seconds() - self.own0
+        self.other_seconds = max(busy - own, 0.0)
+        cores = os.cpu_count() or 1
+        self.other_share = self.other_seconds / (self.wall * cores) if self.wall > 0 else 0.0
+
+    def describe(self) -> str:
+        return (f"other processes used {self.other_seconds:.1f} core-s of {self.wall * (os.cpu_count() or 1):.0f} "
+                f"({100 * self.other_share:.1f}% of the machine) during this benchmark")

@@ -20,10 +20,12 @@ channels-first ``(2, 1, 64, 64, 64)``, ``torch.set_num_threads(2)``. A second
 MONAI row runs the same step under ``torch.autocast("cpu", dtype=torch.bfloat16)``
 so that the bf16 rows can also be compared like for like.
 
-Both sides get the same random input and labels (``numpy.random.default_rng(0)``),
-each side runs in its own fresh process, one after the other. Reported: the first
-step (graph tracing / allocation), then the median of N timed steps after W warm-up
-steps. Ratio = peer / niftykit: above 1 means niftykit is faster.
+Both sides get the same random input and labels (``numpy.random.default_rng(0)``).
+Each side runs in its own fresh process (so one library's thread pools never run
+beside the other's), one after the other, in 2 rounds that interleave the sides.
+Reported: the first step (graph tracing / allocation), then the median over all
+timed steps of both rounds (per process: 5 warm-up steps, then 8 timed). Ratio =
+peer / niftykit: above 1 means niftykit is faster.
 
 Run alone: ``python benchmarks/bench_training_step.py [--quick]``.
 """
@@ -31,18 +33,19 @@ Run alone: ``python benchmarks/bench_training_step.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from typing import Any, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, table, time_calls
+from _common import fmt_seconds, report, run_worker, summary, table, time_calls
 
 NAME = "training_step"
 TITLE = "Training step, 3-D U-Net 16/32/64, batch 2, CPU"
 
-FULL = dict(size=64, batch=2, warmup=3, steps=12)
-QUICK = dict(size=32, batch=2, warmup=1, steps=3)
+FULL = dict(size=64, batch=2, warmup=5, steps=8, rounds=2)
+QUICK = dict(size=32, batch=2, warmup=2, steps=3, rounds=1)
 TORCH_THREADS = 2
 
 # (worker side, precision, label in the table)
@@ -177,37 +180,49 @@ def monai_worker(size: int, batch: int, warmup: int, steps: int, precision: str)
 # --------------------------------------------------------------------------- driver
 
 def run(quick: bool = False) -> Dict[str, Any]:
-    cfg = QUICK if quick else FULL
-    rows = []
-    results = []
+    cfg = dict(QUICK if quick else FULL)
+    rounds = cfg.pop("rounds")
+    raw: Dict[tuple, List[Dict[str, Any]]] = {(side, prec): [] for side, prec, _ in SIDES}
+    for rnd in range(rounds):  # rounds interleave the sides, so drift on the machine hits all of them
+        for side, precision, label in SIDES:
+            args = ["--worker", side, "--precision", precision] + [f"--{k}={v}" for k, v in cfg.items()]
+            print(f"  round {rnd + 1}/{rounds}: {label} ...", file=sys.stderr, flush=True)
+            raw[(side, precision)].append(run_worker("bench_training_step.py", args))
+    pooled = {}
     for side, precision, label in SIDES:
-        args = ["--worker", side, "--precision", precision] + [f"--{k}={v}" for k, v in cfg.items()]
-        print(f"  running {label} ...", file=sys.stderr, flush=True)
-        res = run_worker("bench_training_step.py", args)
-        res.update(side=side, precision=precision, label=label)
-        results.append(res)
-    by_key = {(r["side"], r["precision"]): r for r in results}
-    ref = by_key[("monai", "float32")]["median"]
-    for r in results:
-        rows.append([r["label"], f"{r['trainable_params']:,}", fmt_seconds(r["first"]),
-                     f"{r['median']:.3f}", f"{r['min']:.3f}–{r['max']:.3f}",
-                     f"{ref / r['median']:.2f}×" if r["side"] == "niftykit" else "—"])
-    lines = table(["side", "trainable params", "first step", "median s/step", "min–max s", "MONAI fp32 / this"], rows)
-    nk32 = by_key[("niftykit", "float32")]["median"]
-    nkbf = by_key[("niftykit", "mixed_bfloat16")]["median"]
-    mobf = by_key[("monai", "bfloat16_autocast")]["median"]
+        runs = raw[(side, precision)]
+        s = summary([t for r in runs for t in r["times"]])
+        s.update(label=label, side=side, first=statistics.median(r["first"] for r in runs),
+                 rounds=[r["median"] for r in runs], params=runs[0]["trainable_params"],
+                 non_trainable=runs[0]["non_trainable"], threads=runs[0]["threads"])
+        pooled[(side, precision)] = s
+    ref = pooled[("monai", "float32")]["median"]
+    rows = []
+    for key, s in pooled.items():
+        rows.append([s["label"], f"{s['params']:,}", fmt_seconds(s["first"]), f"{s['median']:.3f}",
+                     " / ".join(f"{m:.3f}" for m in s["rounds"]), f"{s['min']:.3f}–{s['max']:.3f}",
+                     f"{ref / s['median']:.2f}×" if s["side"] == "niftykit" else "—"])
+    lines = table(["side", "trainable params", "first step", "median s/step", "per-round medians",
+                   "min–max s", "MONAI fp32 / this"], rows)
+    nk32 = pooled[("niftykit", "float32")]["median"]
+    nkbf = pooled[("niftykit", "mixed_bfloat16")]["median"]
+    mobf = pooled[("monai", "bfloat16_autocast")]["median"]
     ratios = [
         f"float32: MONAI / niftykit = {ref:.3f} / {nk32:.3f} s = **{ref / nk32:.2f}×**",
         f"niftykit mixed_bfloat16 vs MONAI float32: {ref:.3f} / {nkbf:.3f} s = **{ref / nkbf:.2f}×**",
         f"bf16 like for like: MONAI autocast / niftykit mixed_bfloat16 = {mobf:.3f} / {nkbf:.3f} s = **{mobf / nkbf:.2f}×**",
-        f"niftykit float32 / mixed_bfloat16 = {nk32 / nkbf:.2f}× (bf16 speed-up)",
+        f"niftykit float32 / mixed_bfloat16 = {nk32 / nkbf:.2f}× (bf16 speed-up); "
+        f"MONAI float32 / autocast bf16 = {ref / mobf:.2f}×",
     ]
-    setup = (f"input {cfg['batch']}×{cfg['size']}³×1, {cfg['warmup']} warm-up steps (first one shown apart), "
-             f"median of {cfg['steps']} timed steps; "
-             f"non-trainable: niftykit {by_key[('niftykit', 'float32')]['non_trainable']:,} (BN moving stats), "
-             f"MONAI {by_key[('monai', 'float32')]['non_trainable']:,} (BN running stats); "
-             f"threads: {by_key[('niftykit', 'float32')]['threads']}; {by_key[('monai', 'float32')]['threads']}")
-    return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios, raw=results)
+    setup = (f"input {cfg['batch']}×{cfg['size']}³×1, labels {{0, 1}}; each side in a fresh process, "
+             f"{rounds} round(s) with the sides interleaved; per process {cfg['warmup']} warm-up steps "
+             f"(the first shown apart: graph tracing / allocation) then {cfg['steps']} timed steps; "
+             f"median over all timed steps of all rounds. Non-trainable: niftykit "
+             f"{pooled[('niftykit', 'float32')]['non_trainable']:,} (BN moving mean/var), MONAI "
+             f"{pooled[('monai', 'float32')]['non_trainable']:,} (BN running mean/var). Threads: "
+             f"niftykit {pooled[('niftykit', 'float32')]['threads']}; MONAI {pooled[('monai', 'float32')]['threads']}")
+    return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios,
+                raw={f"{k[0]}/{k[1]}": v for k, v in raw.items()})
 
 
 def print_result(res: Dict[str, Any]) -> None:
@@ -224,7 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--worker", choices=["niftykit", "monai"])
     p.add_argument("--precision", default="float32")
     for k, v in FULL.items():
-        p.add_argument(f"--{k}", type=int, default=v)
+        if k != "rounds":
+            p.add_argument(f"--{k}", type=int, default=v)
     a = p.parse_args(argv)
     if a.worker:
         fn = niftykit_worker if a.worker == "niftykit" else monai_worker

@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--overwrite", action="store_true",
                          help="replace existing checkpoints / outputs instead of stopping")
         sub.set_defaults(func=func)
+    split = commands.add_parser(
+        "split", parents=[common], help="write the dataset split file, or K cross-validation folds",
+        description="Without --folds: write system.dataset_split_file from "
+                    "training.exclude_fraction_for_validation/_inference (seeded by system.seed). "
+                    "With --folds K: write K split files, each holding one fold out for inference.")
+    split.add_argument("--folds", type=int, metavar="K", help="number of cross-validation folds")
+    split.add_argument("--out", metavar="DIR", help="folder for the fold files (default: <model_dir>/folds)")
+    split.add_argument("--overwrite", action="store_true", help="replace existing split files")
+    split.set_defaults(func=_split)
     config = commands.add_parser("config", help="show or convert configs")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = config_commands.add_parser("show", parents=[common],
@@ -126,6 +135,37 @@ def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
 def _evaluate(args: argparse.Namespace, overrides: List[str]) -> int:
     from niftykit.engine import evaluate
     evaluate(_application(_load(args, overrides)), overwrite=args.overwrite)
+    return 0
+
+
+def _split(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.io import load_or_create_split, write_folds
+    config = _load(args, overrides, check=False)
+    app = _application(config)
+    subjects = [s.id for s in app.subjects("all")]
+    if args.folds is None:
+        split_file = config.system.dataset_split_file
+        if split_file.exists() and not args.overwrite:
+            raise ConfigError(f"{split_file} exists; pass --overwrite to draw a new split")
+        split_file.unlink(missing_ok=True)
+        split = load_or_create_split(
+            split_file, subjects, seed=config.system.seed,
+            validation_fraction=config.training.exclude_fraction_for_validation,
+            inference_fraction=config.training.exclude_fraction_for_inference)
+        counts = {phase: list(split.values()).count(phase)
+                  for phase in ("training", "validation", "inference")}
+        log.info("%s: %s", split_file if split_file.exists() else "no split file needed (no "
+                 "exclusion fractions set): all subjects train", counts)
+        return 0
+    out = Path(args.out) if args.out else Path(config.system.model_dir) / "folds"
+    files = write_folds(out, subjects, args.folds, seed=config.system.seed,
+                        validation_fraction=config.training.exclude_fraction_for_validation,
+                        overwrite=args.overwrite)
+    for index, path in enumerate(files):
+        log.info("fold %d: %s", index, path)
+    log.info("train fold k with: niftykit train -c %s --set system.dataset_split_file=%s "
+             "--set system.model_dir=%s", args.config, out / "fold_<k>.csv",
+             Path(config.system.model_dir) / "fold_<k>")
     return 0
 
 

@@ -5,7 +5,9 @@ pieces the engine runs. It holds no global state: the engine creates one
 application per run and asks it, in order,
 
 * :meth:`~BaseApplication.subjects` - which subjects a phase uses;
-* :meth:`~BaseApplication.load_volumes` - a subject's arrays, ready to cut;
+* :meth:`~BaseApplication.prepare` - learn or load data-dependent preprocessing;
+* :meth:`~BaseApplication.preprocess` - a subject's arrays, ready to cut
+  (cached by :meth:`~BaseApplication.load_volumes`);
 * :meth:`~BaseApplication.make_sampler` - how training windows are drawn;
 * :meth:`~BaseApplication.build_network` and :meth:`~BaseApplication.loss` -
   the model and the quantity to minimise for one batch of windows;
@@ -18,13 +20,16 @@ hooks it changes; see the README's "Writing an application".
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Sequence
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from niftykit.application.dataset import discover_subjects, select_phase
 from niftykit.errors import ConfigError
 from niftykit.io import Subject
+from niftykit.io.cache import VolumeCache
 from niftykit.network import NETWORKS, window_error
 
 __all__ = ["BaseApplication", "PredictFn"]
@@ -48,6 +53,7 @@ class BaseApplication:
         self.task = getattr(config, self.section)
         if self.task is None:
             raise ConfigError(f"{config.source}: [{self.section}] section is missing")
+        self._cache: Optional[VolumeCache] = None
 
     # -- data -------------------------------------------------------------------
     def input_sources(self, phase: str) -> List[str]:
@@ -58,7 +64,8 @@ class BaseApplication:
         """Subjects of a partition, discovered from the input sections this phase needs."""
         kind = "evaluation" if phase == "evaluation" else (
             "inference" if phase == "inference" else "training")
-        found = discover_subjects(self.config.inputs, self.input_sources(kind))
+        found = discover_subjects(self.config.inputs, self.input_sources(kind),
+                                  strict=self.config.system.strict_subjects)
         if phase == "evaluation":
             return found
         wanted = phase
@@ -67,12 +74,43 @@ class BaseApplication:
         return select_phase(found, self.config.system, self.config.training, wanted,
                             create=(phase == "training"))
 
-    def load_volumes(self, subject: Subject, phase: str) -> Dict[str, np.ndarray]:
-        """A subject's arrays ``(x, y, z, channels)`` by window name, preprocessed."""
+    def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:
+        """Learn (``training``) or load the data-dependent preprocessing before a phase runs."""
+
+    def preprocess(self, subject: Subject, with_label: bool) -> Any:
+        """A subject read and preprocessed: an object with ``volumes`` (name -> array)."""
         raise NotImplementedError
 
-    def make_sampler(self, rng: np.random.Generator) -> Callable[[Mapping[str, np.ndarray]], list]:
-        """A callable from a subject's volumes to a list of training windows."""
+    def load_volumes(self, subject: Subject, phase: str) -> Dict[str, np.ndarray]:
+        """A subject's arrays ``(x, y, z, channels)`` by window name, preprocessed and cached."""
+        with_label = phase != "inference"
+        return self.cache.get(self.cache_key(subject, with_label),
+                              lambda: self.preprocess(subject, with_label).volumes)
+
+    @property
+    def cache(self) -> VolumeCache:
+        """Preprocessed volumes, bounded by ``system.cache_size_mb`` (and on disk in ``cache_dir``)."""
+        if self._cache is None:
+            system = self.config.system
+            self._cache = VolumeCache(int(system.cache_size_mb) * 2 ** 20, system.cache_dir)
+        return self._cache
+
+    def cache_key(self, subject: Subject, with_label: bool) -> str:
+        """Names a subject's preprocessed volumes: changes whenever a file or setting does."""
+        digest = hashlib.sha1(repr((self.config.inputs, self.config.network, self.task,
+                                    with_label)).encode())
+        for name, path in sorted(subject.paths.items()):
+            stat = Path(path).stat() if Path(path).exists() else None
+            digest.update(f"{name}={path}:{stat.st_size if stat else 0}:"
+                          f"{stat.st_mtime_ns if stat else 0}".encode())
+        ref = Path(self.config.network.histogram_ref_file)
+        if ref.exists():
+            digest.update(ref.read_bytes())
+        return f"{subject.id}-{digest.hexdigest()[:16]}"
+
+    def make_sampler(self, rng: np.random.Generator,
+                     phase: str = "training") -> Callable[[Mapping[str, np.ndarray]], list]:
+        """A callable from a subject's volumes to a list of windows (augmented in training)."""
         raise NotImplementedError
 
     # -- model --------------------------------------------------------------------
@@ -95,14 +133,6 @@ class BaseApplication:
         raise NotImplementedError
 
     # -- inference and evaluation ---------------------------------------------------
-    def read_image(self, subject: Subject) -> Any:
-        """The subject's network input as an :class:`~niftykit.io.Image`."""
-        raise NotImplementedError
-
-    def inference_window(self, spatial_shape: Sequence[int]) -> Sequence[int]:
-        """The window (x, y, z) the network sees at inference for a volume of this shape."""
-        raise NotImplementedError
-
     def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool) -> Any:
         """Run the network over one subject and write its outputs; return the file written."""
         raise NotImplementedError

@@ -15,12 +15,15 @@ from niftykit.io import (PHASES, Subject, find_files, load_or_create_split, matc
 __all__ = ["discover_subjects", "select_phase"]
 
 
-def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str]) -> List[Subject]:
+def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str],
+                      strict: bool = False) -> List[Subject]:
     """Find the files of each named input section and join them on subject id.
 
     Args:
         inputs: the config's input sections by name.
         sources: the section names this phase needs (e.g. image and label sources).
+        strict: a subject missing a source is an error (``system.strict_subjects``)
+            instead of a warning.
 
     Returns:
         Subjects having every source, sorted by id.
@@ -34,7 +37,7 @@ def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str]) -> L
             found[name] = find_files(
                 section.path_to_search, section.filename_contains,
                 section.filename_not_contains, section.filename_removefromid, source=name)
-    return match_subjects(found)
+    return match_subjects(found, strict=strict)
 
 
 def select_phase(subjects: Sequence[Subject], system: object, training: object,

@@ -1,27 +1,36 @@
 """Segmentation: voxel-wise labels from one or more image sources.
 
 Training cuts windows of every image source (stacked as channels) and of
-the label source at the same place; inference slides a grid of windows over
-each volume, stitches the network outputs back (NiftyNet's crop
-aggregation) and writes one label map (or probability map, with
-``output_prob``) per subject on the input's exact grid and affine.
+the label source at the same place, after the preprocessing of
+:mod:`niftykit.io.preprocess` and, per sample, the augmentation of
+:mod:`niftykit.io.augment`. Inference slides a grid of windows over each
+preprocessed volume, stitches the network outputs back (NiftyNet's crop
+aggregation), undoes the preprocessing and writes one label map (or
+probability map, with ``output_prob``) per subject on the input file's exact
+grid and affine, with the input's label codes.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
 from niftykit.application.base import BaseApplication, PredictFn
+from niftykit.application.preparation import build_preprocessor, describe, fit_preprocessor
 from niftykit.errors import ConfigError, DataError, ImageError
 from niftykit.evaluation import evaluate_segmentations, summarise
-from niftykit.io import Image, Subject, check_same_grid, read_image, stack_channels, write_image
+from niftykit.io import Subject, write_image
+from niftykit.io.augment import Augmenter
+from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
 from niftykit.sampler import GridAggregator, GridSampler, UniformSampler, resolve_window
 
 __all__ = ["SegmentationApplication"]
+
+log = logging.getLogger("niftykit")
 
 
 class SegmentationApplication(BaseApplication):
@@ -37,6 +46,7 @@ class SegmentationApplication(BaseApplication):
         if len(self.task.label) > 1:
             raise ConfigError(f"{where} label: give one input section, got {list(self.task.label)}")
         self.num_classes = int(self.task.num_classes)
+        self._preprocessor: Preprocessor | None = None
 
     # -- data -------------------------------------------------------------------
     def input_sources(self, phase: str) -> List[str]:
@@ -47,30 +57,22 @@ class SegmentationApplication(BaseApplication):
             raise ConfigError(f"{self.config.source}: [segmentation] label: required for {phase}")
         return sources + [self.task.label[0]]
 
-    def read_image(self, subject: Subject) -> Image:
-        """The subject's image sources stacked as channels ``(x, y, z, c)``."""
-        return stack_channels([read_image(subject.paths[s]) for s in self.task.image])
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The run's preprocessing (built from the config on first use)."""
+        if self._preprocessor is None:
+            self._preprocessor = build_preprocessor(self.config, self.task, self.num_classes)
+        return self._preprocessor
 
-    def read_label(self, subject: Subject, image: Image) -> Image:
-        """The subject's label map, checked against the image grid and ``num_classes``."""
-        label = read_image(subject.paths[self.task.label[0]], kind="label")
-        check_same_grid(image, label)
-        if label.num_channels != 1:
-            raise ImageError(f"{label.path}: a label map has one channel, got {label.num_channels}")
-        low, high = int(label.array.min()), int(label.array.max())
-        if low < 0 or high >= self.num_classes:
-            bad = low if low < 0 else high
-            raise DataError(
-                f"label value {bad} in {label.path} is outside 0..{self.num_classes - 1} "
-                f"(segmentation.num_classes={self.num_classes} in {self.config.source})")
-        return label
+    def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:
+        """Learn (training) or load the histogram landmarks and label mapping."""
+        self._preprocessor = fit_preprocessor(self.config, self.task, self.preprocessor, phase,
+                                              subjects)
+        if phase != "evaluation":
+            log.info("preprocessing: %s", describe(self._preprocessor))
 
-    def load_volumes(self, subject: Subject, phase: str) -> Dict[str, np.ndarray]:
-        image = self.read_image(subject)
-        volumes = {"image": image.array}
-        if phase != "inference":
-            volumes["label"] = self.read_label(subject, image).array
-        return volumes
+    def preprocess(self, subject: Subject, with_label: bool) -> Any:
+        return self.preprocessor(subject, with_label=with_label)
 
     def training_window(self) -> Tuple[int, int, int]:
         """``spatial_window_size`` of the first image source (label windows must agree)."""
@@ -87,11 +89,30 @@ class SegmentationApplication(BaseApplication):
                     f"differs from [inputs.{name}] {list(window)}; give them the same window")
         return window  # type: ignore[return-value]
 
-    def make_sampler(self, rng: np.random.Generator) -> Callable[[Mapping[str, np.ndarray]], list]:
+    def augmenter(self, rng: np.random.Generator) -> Augmenter:
+        """NiftyNet's ``[TRAINING]`` augmentation plus gamma and noise, drawn from ``rng``."""
+        t = self.config.training
+        return Augmenter(
+            rng=rng, flip_axes=t.random_flipping_axes, rotation=t.rotation_angle,
+            rotation_x=t.rotation_angle_x, rotation_y=t.rotation_angle_y,
+            rotation_z=t.rotation_angle_z, scaling=t.scaling_percentage,
+            isotropic_scaling=t.isotropic_scaling, antialiasing=t.antialiasing,
+            elastic=t.do_elastic_deformation, num_ctrl_points=t.num_ctrl_points,
+            deformation_sigma=t.deformation_sigma, proportion_to_deform=t.proportion_to_deform,
+            bias_field_range=t.bias_field_range, bf_order=t.bf_order,
+            gamma_range=t.gamma_range, noise_std=t.noise_std)
+
+    def make_sampler(self, rng: np.random.Generator,
+                     phase: str = "training") -> Callable[[Mapping[str, np.ndarray]], list]:
         window = self.training_window()
         if all(size > 0 for size in window):
             self.check_window(window, f"[inputs.{self.task.image[0]}] spatial_window_size")
-        return UniformSampler(window, self.config.training.sample_per_volume, rng)
+        sampler = UniformSampler(window, self.config.training.sample_per_volume, rng)
+        augment = self.augmenter(rng) if phase == "training" else None
+        if augment is None or not augment.active:
+            return sampler
+        orders = {"image": max(self.config.inputs[self.task.image[0]].interp_order, 0), "label": 0}
+        return lambda volumes: sampler(augment(volumes, {k: orders[k] for k in volumes}))
 
     # -- model --------------------------------------------------------------------
     def build_network(self) -> Any:
@@ -130,30 +151,43 @@ class SegmentationApplication(BaseApplication):
         return rounded  # type: ignore[return-value]
 
     def output_path(self, subject: Subject) -> Path:
-        inference = self.config.inference
-        return Path(inference.save_seg_dir) / f"{subject.id}{inference.output_postfix}.nii.gz"
+        """``<save_seg_dir>/<subject id><output_postfix>.nii.gz``; an id cannot leave the folder."""
+        folder = Path(self.config.inference.save_seg_dir)
+        name = f"{subject.id}{self.config.inference.output_postfix}.nii.gz"
+        if Path(name).name != name or name.startswith("."):
+            raise DataError(f"subject id '{subject.id}' cannot name a file in {folder}; "
+                            "rename the input file (no '/', '\\\\' or leading '.')")
+        return folder / name
 
     def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool) -> Path:
         path = self.output_path(subject)
         if path.exists() and not overwrite:
             raise ImageError(f"{path} exists; pass --overwrite to replace it")
-        image = self.read_image(subject)
+        prepared = self.preprocess(subject, with_label=False)
+        volume = prepared.volumes["image"]
         inference = self.config.inference
-        sampler = GridSampler(image.array, self.inference_window(image.spatial_shape),
-                              inference.border)
+        sampler = GridSampler(volume, self.inference_window(volume.shape[:3]), inference.border)
         aggregator = GridAggregator(sampler, self.num_classes, fill_constant=inference.fill_constant)
         for windows, locations in sampler.batches(self.config.network.batch_size):
             outputs = predict(windows)
             aggregator.add(_softmax(outputs) if self.task.softmax else outputs, locations)
         result = aggregator.result()
         if self.task.output_prob:
-            array = result.astype(np.float32)
+            array = self.preprocessor.restore(result, prepared.geometry, labels=False)
         else:
-            dtype = np.uint8 if self.num_classes <= 256 else np.int16
-            array = np.argmax(result, axis=-1).astype(dtype)
-        return write_image(array, image.affine, path, overwrite=overwrite)
+            indices = np.argmax(result, axis=-1).astype(np.int32)
+            array = self.preprocessor.restore(indices, prepared.geometry, labels=True)
+            if self.preprocessor.label_mapping is None:
+                array = array.astype(np.uint8 if self.num_classes <= 256 else np.int16)
+        return write_image(array, prepared.source.affine, path, overwrite=overwrite)
 
     # -- evaluation ---------------------------------------------------------------
+    def evaluation_labels(self) -> List[int]:
+        """The label codes scored: the learnt codes (with label_normalisation) or 1..K−1."""
+        mapping = self.preprocessor.label_mapping
+        codes = [int(c) for c in mapping.codes] if mapping is not None else range(self.num_classes)
+        return [c for c in codes if c != 0]
+
     def evaluate(self, inferred: Mapping[str, Path], *, overwrite: bool) -> Tuple[Path, dict]:
         """Dice per subject and label of the inferred label maps against the references.
 
@@ -175,7 +209,8 @@ class SegmentationApplication(BaseApplication):
         out = Path(self.config.evaluation.save_csv_dir) / "evaluation.csv"
         if out.exists() and not overwrite:
             raise DataError(f"{out} exists; pass --overwrite to replace it")
-        rows = evaluate_segmentations(pairs, range(1, self.num_classes), out, overwrite=True)
+        self.prepare("evaluation", [])
+        rows = evaluate_segmentations(pairs, self.evaluation_labels(), out, overwrite=True)
         return out, summarise(rows)
 
 

@@ -41,7 +41,7 @@ class SegmentationConfig:
     value: tuple[str, ...] = option((), InputRefs())
     num_classes: int = option(-1, Int(ge=2, note=_CLASSES), True, required=_CLASSES_REQUIRED)
     output_prob: bool = option(False, Bool(), True)
-    label_normalisation: bool = option(False, Bool())
+    label_normalisation: bool = option(False, Bool(), True)
     softmax: bool = option(True, Bool(), True)
     min_sampling_ratio: float = option(0.0, Float(ge=0, le=1))
     compulsory_labels: tuple[int, ...] = option((0, 1), IntList(ge=0))

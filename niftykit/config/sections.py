@@ -3,8 +3,11 @@
 Each field is declared with :func:`~niftykit.config.spec.option` (default,
 kind, support). Key names, defaults and choices follow NiftyNet 0.6
 (``niftynet/utilities/user_parameters_default.py``); niftykit adds
-``system.seed``, ``system.strategy``, ``network.params`` and
-``network.precision``.
+``system.seed``, ``system.strategy``, ``system.strict_subjects``,
+``system.grid_tolerance_mm``, ``system.cache_size_mb``, ``system.cache_dir``,
+``network.params``, ``network.precision``, the per-source ``ct_window``,
+``percentile_clip`` and ``replace_nonfinite``, and the augmentations
+``training.gamma_range`` and ``training.noise_std``.
 """
 
 from __future__ import annotations
@@ -56,9 +59,14 @@ class InputConfig:
     filename_removefromid: str = option("", Str(), True)
     interp_order: int = option(1, Int(ge=-1, le=3), True)
     loader: str | None = option(None, Choice(LOADERS, optional=True))
-    pixdim: tuple[float, float, float] | None = option(None, Triple(float, True, gt=0))
-    axcodes: tuple[str, str, str] | None = option(None, Axcodes())
+    pixdim: tuple[float, float, float] | None = option(None, Triple(float, True, gt=0), True)
+    axcodes: tuple[str, str, str] | None = option(None, Axcodes(), True)
     spatial_window_size: tuple[int, int, int] | None = option(None, SpatialSize(), True)
+    # niftykit: per-source intensity handling, applied in this order after NiftyNet's
+    # normalisation switches are read (CT window, then percentile clip).
+    ct_window: tuple[float, float] | None = option(None, FloatPair(), True)
+    percentile_clip: tuple[float, float] | None = option(None, FloatPair(ge=0, le=100), True)
+    replace_nonfinite: float | None = option(None, Float(optional=True), True)
 
 
 @dataclass
@@ -75,6 +83,10 @@ class SystemConfig:
     seed: int = option(0, Int(ge=0), True)
     strategy: str = option("default", Choice(("default", "mirrored", "multi_worker")),
                            ("default",))
+    strict_subjects: bool = option(False, Bool(), True)
+    grid_tolerance_mm: float = option(1e-3, Float(ge=0), True)
+    cache_size_mb: int = option(2048, Int(ge=0), True)
+    cache_dir: Path | None = option(None, PathValue(MODEL_DIR, optional=True), True)
 
 
 @dataclass
@@ -90,9 +102,9 @@ class NetworkConfig:
     smaller_final_batch_mode: str = option("pad", Choice(("drop", "pad", "dynamic")), True)
     decay: float = option(0.0, Float(ge=0), True)
     reg_type: str = option("L2", Choice(("L1", "L2")), True)
-    volume_padding_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0))
-    volume_padding_mode: str = option("minimum", Choice(PAD_MODES))
-    volume_padding_to_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0))
+    volume_padding_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
+    volume_padding_mode: str = option("minimum", Choice(PAD_MODES), True)
+    volume_padding_to_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
     window_sampling: str = option("uniform", Choice(SAMPLINGS), ("uniform",))
     force_output_identity_resizing: bool = option(False, Bool())
     queue_length: int = option(5, Int(ge=1), True)
@@ -102,10 +114,10 @@ class NetworkConfig:
     norm_type: str = option("percentile", Choice(("percentile", "quartile", "median")), True)
     cutoff: tuple[float, float] = option((0.01, 0.99), FloatPair(False, ge=0, le=1), True)
     foreground_type: str = option("otsu_plus", Choice(MASK_TYPES), True)
-    normalisation: bool = option(False, Bool())
+    normalisation: bool = option(False, Bool(), True)
     rgb_normalisation: bool = option(False, Bool())
-    whitening: bool = option(False, Bool())
-    normalise_foreground_only: bool = option(False, Bool())
+    whitening: bool = option(False, Bool(), True)
+    normalise_foreground_only: bool = option(False, Bool(), True)
     weight_initializer: str = option("he_normal", Name(INITIALIZERS), True)
     bias_initializer: str = option("zeros", Name(INITIALIZERS), True)
     keep_prob: float = option(1.0, Float(gt=0, le=1))
@@ -125,21 +137,23 @@ class TrainingConfig:
 
     optimiser: str = option("adam", Name(OPTIMISERS), True)
     sample_per_volume: int = option(1, Int(ge=1), True)
-    rotation_angle: tuple[float, float] | None = option(None, FloatPair())
-    rotation_angle_x: tuple[float, float] | None = option(None, FloatPair())
-    rotation_angle_y: tuple[float, float] | None = option(None, FloatPair())
-    rotation_angle_z: tuple[float, float] | None = option(None, FloatPair())
-    scaling_percentage: tuple[float, float] | None = option(None, FloatPair(gt=-100))
-    isotropic_scaling: bool = option(False, Bool())
-    antialiasing: bool = option(True, Bool())
-    bias_field_range: tuple[float, float] | None = option(None, FloatPair())
-    bf_order: int = option(3, Int(ge=0))
-    random_flipping_axes: tuple[int, ...] = option((), IntList(off=-1, ge=0, le=2))
+    rotation_angle: tuple[float, float] | None = option(None, FloatPair(), True)
+    rotation_angle_x: tuple[float, float] | None = option(None, FloatPair(), True)
+    rotation_angle_y: tuple[float, float] | None = option(None, FloatPair(), True)
+    rotation_angle_z: tuple[float, float] | None = option(None, FloatPair(), True)
+    scaling_percentage: tuple[float, float] | None = option(None, FloatPair(gt=-100), True)
+    isotropic_scaling: bool = option(False, Bool(), True)
+    antialiasing: bool = option(True, Bool(), True)
+    bias_field_range: tuple[float, float] | None = option(None, FloatPair(), True)
+    bf_order: int = option(3, Int(ge=0), True)
+    random_flipping_axes: tuple[int, ...] = option((), IntList(off=-1, ge=0, le=2), True)
     spatial_rank: int = option(3, Int(ge=2, le=3))
-    do_elastic_deformation: bool = option(False, Bool())
-    num_ctrl_points: int = option(4, Int(ge=1))
-    deformation_sigma: float = option(15.0, Float(ge=0))
-    proportion_to_deform: float = option(0.5, Float(ge=0, le=1))
+    do_elastic_deformation: bool = option(False, Bool(), True)
+    num_ctrl_points: int = option(4, Int(ge=1), True)
+    deformation_sigma: float = option(15.0, Float(ge=0), True)
+    proportion_to_deform: float = option(0.5, Float(ge=0, le=1), True)
+    gamma_range: tuple[float, float] | None = option(None, FloatPair(gt=0), True)
+    noise_std: tuple[float, float] | None = option(None, FloatPair(ge=0), True)
     lr: float = option(0.01, Float(gt=0), True)
     loss_type: str = option("Dice", Str(), True)
     starting_iter: int = option(0, Int(ge=-1, note=" (-1 = latest checkpoint)"), True)

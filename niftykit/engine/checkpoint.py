@@ -13,7 +13,26 @@ from typing import Any, Dict, List, Optional
 
 from niftykit.errors import NiftykitError
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "check_checkpoint"]
+
+
+def check_checkpoint(model_dir: Path, iteration: int = -1) -> int:
+    """The iteration whose checkpoint exists in ``<model_dir>/models`` (-1: the latest),
+    found from the files alone, before anything is built.
+
+    Raises:
+        NiftykitError: there is no checkpoint, or none for ``iteration``.
+    """
+    directory = Path(model_dir) / "models"
+    found = sorted(int(m.group(1)) for m in (re.search(r"model\.ckpt-(\d+)\.index$", p.name)
+                                              for p in directory.glob("model.ckpt-*.index")) if m)
+    if not found:
+        raise NiftykitError(f"no checkpoint in {directory}; run `niftykit train` first")
+    chosen = found[-1] if iteration < 0 else iteration
+    if chosen not in found:
+        raise NiftykitError(f"no checkpoint for iteration {chosen} in {directory} "
+                            f"(available: {', '.join(map(str, found))})")
+    return chosen
 
 
 def _weights_by_path(model: Any) -> Dict[str, Any]:
@@ -70,13 +89,7 @@ class Checkpointer:
         Raises:
             NiftykitError: no such checkpoint (names the folder and what exists).
         """
-        available = self.iterations()
-        if not available:
-            raise NiftykitError(f"no checkpoint in {self.directory}; run `niftykit train` first")
-        chosen = available[-1] if iteration < 0 else iteration
-        if chosen not in available:
-            raise NiftykitError(f"no checkpoint for iteration {chosen} in {self.directory} "
-                                f"(available: {', '.join(map(str, available))})")
+        chosen = check_checkpoint(self.directory.parent, iteration)
         status = self.checkpoint.restore(str(self.directory / f"model.ckpt-{chosen}"))
         if weights_only:
             status.expect_partial()

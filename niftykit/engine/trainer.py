@@ -41,52 +41,66 @@ class _Errors(list):
 
 def _window_source(app: Any, subjects: Sequence[Any], phase: str, seed: int,
                    errors: _Errors) -> Callable:
-    """Endless windows from ``subjects`` for worker ``i`` of ``n`` (volumes cached per worker)."""
+    """Endless windows from ``subjects`` for worker ``i`` of ``n``; volumes come from the
+    application's byte-bounded cache, augmentation and sampling are per draw."""
     def source(worker: int, workers: int) -> Iterator[Mapping[str, np.ndarray]]:
         rng = np.random.default_rng([seed, worker])
-        sampler = app.make_sampler(rng)
+        sampler = app.make_sampler(rng, phase)
         mine = list(subjects[worker::workers]) or list(subjects)
-        cache: Dict[str, Mapping[str, np.ndarray]] = {}
         while True:
             for index in rng.permutation(len(mine)):
-                subject = mine[index]
-                if subject.id not in cache:
-                    try:
-                        cache[subject.id] = app.load_volumes(subject, phase)
-                    except NiftykitError as exc:
-                        errors.append(exc)
-                        raise
-                yield from sampler(cache[subject.id])
+                try:
+                    volumes = app.load_volumes(mine[index], phase)
+                except NiftykitError as exc:
+                    errors.append(exc)
+                    raise
+                yield from sampler(volumes)
     return source
 
 
 def _spec(app: Any, subject: Any) -> Dict[str, tuple]:
     """Window names, shapes and dtypes, read off one sampled window."""
-    window = app.make_sampler(np.random.default_rng(0))(app.load_volumes(subject, "training"))[0]
+    window = app.make_sampler(np.random.default_rng(0), "validation")(
+        app.load_volumes(subject, "training"))[0]
     return {k: (v.shape, v.dtype) for k, v in window.items() if k != "location"}
 
 
-def _dataset(app: Any, subjects: Sequence[Any], spec: Mapping, seed: int, errors: _Errors) -> Any:
+def _dataset(app: Any, subjects: Sequence[Any], phase: str, spec: Mapping, seed: int,
+             errors: _Errors) -> Any:
     from niftykit.sampler.pipeline import window_dataset
     cfg = app.config
     return window_dataset(
-        _window_source(app, subjects, "training", seed, errors), spec,
+        _window_source(app, subjects, phase, seed, errors), spec,
         batch_size=cfg.network.batch_size, queue_length=cfg.network.queue_length,
         num_workers=min(cfg.system.num_threads, len(subjects)), seed=seed)
 
 
 def _prepare(app: Any) -> tuple:
     cfg = app.config
-    app.make_sampler(np.random.default_rng(0))  # checks the window before touching any data
+    app.make_sampler(np.random.default_rng(0))  # checks the window and augmentation settings
     subjects = app.subjects("training")
     if not subjects:
         raise DataError(f"no training subjects (split file {cfg.system.dataset_split_file})")
+    app.prepare("training", subjects)
     validation = app.subjects("validation") if cfg.training.validation_every_n > 0 else []
     if cfg.training.validation_every_n > 0 and not validation:
         log.warning("training.validation_every_n is %d but %s lists no validation subject; "
                     "set training.exclude_fraction_for_validation (and delete the split file) "
                     "to validate", cfg.training.validation_every_n, cfg.system.dataset_split_file)
     return subjects, validation
+
+
+def _preflight(app: Any, subjects: Sequence[Any], validation: Sequence[Any]) -> None:
+    """Read and preprocess every subject once, before anything is built or written, so a
+    bad file stops the run at once (not hours in); the volumes stay in the cache."""
+    from concurrent.futures import ThreadPoolExecutor
+    tic = time.perf_counter()
+    jobs = [(s, "training") for s in subjects] + [(s, "validation") for s in validation]
+    workers = max(1, min(app.config.system.num_threads, len(jobs)))
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda job: app.load_volumes(*job), jobs):
+            pass
+    log.info("checked %d subjects in %.1fs", len(jobs), time.perf_counter() - tic)
 
 
 def _start_iteration(ckpt: Checkpointer, starting_iter: int, overwrite: bool) -> int:
@@ -114,6 +128,7 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
     tf = import_tensorflow(cfg.system.cuda_devices, debug)
     seed_everything(cfg.system.seed)
     subjects, validation = _prepare(app)
+    _preflight(app, subjects, validation)
     spec = _spec(app, subjects[0])
     from niftykit.sampler.pipeline import queue_bytes
     log.info("training on %d subjects (%d for validation); windows %s; patch queue %d windows, "
@@ -121,8 +136,8 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
              {k: list(s) for k, (s, _) in spec.items()}, cfg.network.queue_length,
              queue_bytes(spec, cfg.network.queue_length) / 1e6)
     errors = _Errors()
-    batches = iter(_dataset(app, subjects, spec, cfg.system.seed, errors))
-    val_batches = (iter(_dataset(app, validation, spec, cfg.system.seed + 1, errors))
+    batches = iter(_dataset(app, subjects, "training", spec, cfg.system.seed, errors))
+    val_batches = (iter(_dataset(app, validation, "validation", spec, cfg.system.seed + 1, errors))
                    if validation else None)
     with precision_policy(cfg.network.precision):
         model = app.build_network()

@@ -1,11 +1,16 @@
 """Images in and out: reading, writing, file discovery and the dataset split.
 
-numpy and nibabel only; nothing here imports TensorFlow or the sampler.
+numpy, scipy, nibabel and scikit-image only; nothing here imports TensorFlow
+or the sampler. The preprocessing pieces live in their own modules
+(:mod:`~niftykit.io.geometry`, :mod:`~niftykit.io.intensity`,
+:mod:`~niftykit.io.histogram`, :mod:`~niftykit.io.labels`,
+:mod:`~niftykit.io.augment`, :mod:`~niftykit.io.preprocess`,
+:mod:`~niftykit.io.cache`, :mod:`~niftykit.io.readers`).
 """
 
 from niftykit.io.discovery import Subject, find_files, match_subjects, read_file_list
 from niftykit.io.image import Image, check_same_grid, read_image, stack_channels
-from niftykit.io.partition import PHASES, load_or_create_split, subjects_in_phase
+from niftykit.io.partition import PHASES, load_or_create_split, subjects_in_phase, write_folds
 from niftykit.io.writer import write_csv, write_image, write_text
 
 __all__ = [
@@ -23,4 +28,5 @@ __all__ = [
     "PHASES",
     "load_or_create_split",
     "subjects_in_phase",
+    "write_folds",
 ]

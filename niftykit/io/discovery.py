@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from niftykit.errors import DataError
+from niftykit.io.readers import SUPPORTED_SUFFIXES
 from niftykit.typing import PathLike
 
 __all__ = ["Subject", "find_files", "read_file_list", "match_subjects"]
@@ -26,7 +27,8 @@ __all__ = ["Subject", "find_files", "read_file_list", "match_subjects"]
 logger = logging.getLogger("niftykit")
 
 #: File suffixes taken as images (Analyze ``.img``/``.hdr`` pairs count once, via ``.hdr``).
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".hdr", ".mgz", ".mha", ".mhd", ".nrrd", ".png", ".tif", ".tiff", ".jpg")
+#: every suffix the readers take, except ``.img`` (an Analyze pair counts once, by its ``.hdr``)
+IMAGE_SUFFIXES = tuple(s for s in SUPPORTED_SUFFIXES if s != ".img")
 _MAX_LISTED = 10
 
 
@@ -43,8 +45,12 @@ class Subject:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def _split_suffix(name: str) -> tuple[str, str] | None:
-    """``("sub1_T1", ".nii.gz")`` for ``sub1_T1.nii.gz``; None if not an image."""
+def _split_suffix(path: Path) -> tuple[str, str] | None:
+    """``("sub1_T1", ".nii.gz")`` for ``sub1_T1.nii.gz``, ``("case1", "")`` for a DICOM
+    series folder; None if not an image."""
+    name = path.name
+    if path.is_dir():
+        return (name, "") if any(path.glob("*.dcm")) else None
     lower = name.lower()
     for suffix in IMAGE_SUFFIXES:
         if lower.endswith(suffix) and len(name) > len(suffix):
@@ -80,7 +86,7 @@ def _compile(pattern: str, source: str) -> re.Pattern | None:
 def _list_folder(folder: Path, source: str) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"input source '{source}': folder {folder} does not exist (path_to_search)")
-    return sorted(p for p in folder.iterdir() if p.is_file())
+    return sorted(folder.iterdir())
 
 
 def find_files(
@@ -94,7 +100,7 @@ def find_files(
     """Find one input source's image files and name their subjects.
 
     Folders are searched non-recursively. A file is taken when its name has an
-    image suffix, contains all ``filename_contains`` and none of
+    image suffix (a sub-folder holding ``*.dcm`` files counts as one DICOM series), contains all ``filename_contains`` and none of
     ``filename_not_contains``. Its subject id is the name without extension
     (``.nii.gz`` counts as one) minus the matches of the regex
     ``filename_removefromid`` when given, otherwise minus each contains-keyword:
@@ -121,7 +127,7 @@ def find_files(
     found: dict[str, Path] = {}
     for folder in folders:
         for path in _list_folder(folder, source):
-            split = _split_suffix(path.name)
+            split = _split_suffix(path)
             if split is None or not all(k in path.name for k in contains):
                 continue
             if any(k in path.name for k in not_contains):

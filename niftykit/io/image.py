@@ -18,6 +18,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
 from niftykit.errors import ImageError
+from niftykit.io.readers import image_format, read_array
 from niftykit.typing import PathLike, Shape3
 
 __all__ = ["Image", "read_image", "stack_channels", "check_same_grid"]
@@ -73,9 +74,6 @@ def _describe(path: Path | None) -> str:
 
 
 def _load(path: Path) -> nib.spatialimages.SpatialImage:
-    if not path.is_file():
-        reason = "is a folder, not a file" if path.is_dir() else "file not found"
-        raise ImageError(f"cannot read {path}: {reason}")
     try:
         return nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for a bad header
@@ -107,18 +105,21 @@ def _to_4d(data: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
-def _read_intensities(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
-    data = img.get_fdata(dtype=np.float32)
-    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-    if bad:
+def _as_intensities(data: np.ndarray, path: Path, nonfinite: float | None = None) -> np.ndarray:
+    data = np.asarray(data, dtype=np.float32)
+    finite = np.isfinite(data)
+    bad = int(data.size - np.count_nonzero(finite))
+    if bad and nonfinite is None:
         raise ImageError(
-            f"{path}: contains {bad} NaN/Inf voxels; replace them (e.g. with the background value) before training"
+            f"{path}: contains {bad} NaN/Inf voxels; replace them, or set replace_nonfinite "
+            "(e.g. the background value) in the input section"
         )
+    if bad:
+        data = np.where(finite, data, np.float32(nonfinite))
     return data
 
 
-def _read_labels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
-    data = np.asanyarray(img.dataobj)
+def _as_labels(data: np.ndarray, path: Path) -> np.ndarray:
     if data.dtype.kind in "biu":
         if data.size and (data.min() < _INT32.min or data.max() > _INT32.max):
             raise ImageError(f"{path}: label values exceed the int32 range")
@@ -131,44 +132,67 @@ def _read_labels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
     return data.astype(np.int32)
 
 
-def read_image(path: PathLike, kind: str = "image") -> Image:
-    """Read a NIfTI-1/2 file (``.nii``, ``.nii.gz``; also other nibabel formats).
+def _read_nibabel(path: Path, kind: str, nonfinite: float | None) -> tuple[np.ndarray, np.ndarray]:
+    img = _load(path)
+    try:
+        if kind == "label":
+            data = _as_labels(np.asanyarray(img.dataobj), path)
+        else:
+            data = _as_intensities(img.get_fdata(dtype=np.float32), path, nonfinite)
+    except ImageError:
+        raise
+    except Exception as exc:  # truncated gzip, short data block, bad scaling...
+        raise ImageError(f"cannot read {path}: {_short_reason(exc)}") from exc
+    return data, np.array(img.affine, dtype=np.float64)
+
+
+def read_image(path: PathLike, kind: str = "image", *, nonfinite: float | None = None) -> Image:
+    """Read an image file, or a folder holding one DICOM series.
+
+    Formats (see :mod:`niftykit.io.readers`): NIfTI-1/2 (``.nii``,
+    ``.nii.gz``), Analyze (``.hdr``/``.img``) and MGH (``.mgh``, ``.mgz``)
+    through nibabel; NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``,
+    ``.mhd``) and DICOM folders through SimpleITK (optional extra ``sitk``);
+    2-D ``.png``, ``.tif``/``.tiff`` and ``.jpg``/``.jpeg`` as ``(rows,
+    columns, 1, channels)`` with an identity affine (1 mm pixels).
 
     Shapes are normalised to ``(x, y, z, channels)``: a 2-D ``(x, y)`` image
     becomes ``(x, y, 1, 1)``, 3-D gets one channel, 4-D keeps its last axis as
     channels and NiftyNet's 5-D ``(x, y, z, 1, channels)`` drops the time axis.
 
     Args:
-        path: image file.
+        path: image file, or DICOM series folder.
         kind: ``"image"`` (float32 intensities, NaN/Inf rejected) or
-            ``"label"`` (whole-number values stored as int32).
+            ``"label"`` (whole-number values stored as int32; a palette PNG
+            gives its indices).
+        nonfinite: for images, the value that replaces NaN/Inf voxels; None
+            (the default) makes them an error.
 
     Returns:
-        The image with a C-contiguous array and its voxel-to-mm affine.
+        The image with a C-contiguous array and its voxel-to-mm (RAS+) affine.
 
     Raises:
-        ImageError: the file is missing, unreadable, truncated, has an
-            unsupported shape, NaN/Inf intensities or non-integral labels.
+        ImageError: the file is missing, empty, of an unsupported type,
+            unreadable, truncated, needs SimpleITK when it is not installed,
+            has an unsupported shape, NaN/Inf intensities or non-integral labels.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     path = Path(path)
-    img = _load(path)
-    try:
-        data = _read_labels(img, path) if kind == "label" else _read_intensities(img, path)
-    except ImageError:
-        raise
-    except Exception as exc:  # truncated gzip, short data block, bad scaling...
-        raise ImageError(f"cannot read {path}: {_short_reason(exc)}") from exc
-    array = np.ascontiguousarray(_to_4d(data, path))
-    return Image(array=array, affine=np.array(img.affine, dtype=np.float64), path=path)
+    if image_format(path) == "nibabel":
+        data, affine = _read_nibabel(path, kind, nonfinite)
+    else:
+        data, affine = read_array(path, palette_indices=kind == "label")
+        data = (_as_labels(data, path) if kind == "label"
+                else _as_intensities(data, path, nonfinite))
+    return Image(array=np.ascontiguousarray(_to_4d(data, path)), affine=affine, path=path)
 
 
-def check_same_grid(a: Image, b: Image) -> None:
+def check_same_grid(a: Image, b: Image, atol: float = GRID_ATOL_MM) -> None:
     """Check that two images share a voxel grid (spatial shape and affine).
 
-    Affines are compared element-wise with an absolute tolerance of
-    ``GRID_ATOL_MM`` (1e-3 mm).
+    Affines are compared element-wise with an absolute tolerance of ``atol``
+    mm (``system.grid_tolerance_mm``, default ``GRID_ATOL_MM`` = 1e-3 mm).
 
     Raises:
         ImageError: naming both files and how their grids differ.
@@ -179,11 +203,11 @@ def check_same_grid(a: Image, b: Image) -> None:
             f"{names} are not on the same voxel grid: spatial shapes {a.spatial_shape} and {b.spatial_shape} "
             "differ; resample one onto the other (or set the same pixdim/axcodes for both sources)"
         )
-    if not np.allclose(a.affine, b.affine, rtol=0.0, atol=GRID_ATOL_MM):
+    if not np.allclose(a.affine, b.affine, rtol=0.0, atol=atol):
         diff = float(np.max(np.abs(a.affine - b.affine)))
         raise ImageError(
             f"{names} are not on the same voxel grid: affines differ by up to {diff:.4g} mm "
-            f"(tolerance {GRID_ATOL_MM} mm); resample one onto the other"
+            f"(tolerance {atol} mm, system.grid_tolerance_mm); resample one onto the other"
         )
 
 

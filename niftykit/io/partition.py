@@ -2,6 +2,7 @@
 
 Same file as NiftyNet's ``dataset_split_file``: ``subject_id,phase`` rows,
 no header, phase in {training, validation, inference} (case-insensitive).
+:func:`write_folds` writes one such file per cross-validation fold.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from niftykit.errors import DataError
 from niftykit.io.writer import write_csv
 from niftykit.typing import PathLike
 
-__all__ = ["PHASES", "load_or_create_split", "subjects_in_phase"]
+__all__ = ["PHASES", "load_or_create_split", "subjects_in_phase", "write_folds"]
 
 logger = logging.getLogger("niftykit")
 
@@ -144,3 +145,78 @@ def subjects_in_phase(split: Mapping[str, str], phase: str) -> list[str]:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     return [s for s, p in split.items() if p == phase]
+
+
+def _fold_split(
+    ids: list[str], held_out: set[str], validation_fraction: float, rng: np.random.Generator
+) -> dict[str, str]:
+    train = [s for s in ids if s not in held_out]
+    n_val = _count(validation_fraction, len(train))
+    if n_val >= len(train):
+        raise DataError(
+            f"validation_fraction = {validation_fraction} takes all {len(train)} training subject(s) of a fold; "
+            "lower it or use fewer folds"
+        )
+    validation = {train[i] for i in rng.permutation(len(train))[:n_val]}
+    return {s: "inference" if s in held_out else "validation" if s in validation else "training" for s in ids}
+
+
+def write_folds(
+    split_dir: PathLike,
+    subject_ids: Sequence[str],
+    folds: int,
+    *,
+    seed: int = 0,
+    validation_fraction: float = 0.0,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write one dataset split file per fold for K-fold cross-validation.
+
+    The sorted, de-duplicated ids are shuffled with
+    ``np.random.default_rng(seed)`` and dealt into ``folds`` groups whose
+    sizes differ by at most one (no stratification). Fold ``k``'s file
+    ``<split_dir>/fold_<k>.csv`` (``k`` from 0) lists group ``k`` as
+    ``inference`` and the other subjects as ``training``, except
+    ``ceil(validation_fraction * n_train)`` of them (drawn from the same
+    generator) as ``validation``. Each file is what
+    :func:`load_or_create_split` reads (``subject_id,phase``, no header),
+    written atomically.
+
+    Args:
+        split_dir: folder for the files; created if missing.
+        subject_ids: all subjects.
+        folds: number of folds K, in ``[2, number of subjects]``.
+        seed: shuffling seed.
+        validation_fraction: share of each fold's training subjects set
+            aside for validation, in ``[0, 1)``.
+        overwrite: replace existing fold files.
+
+    Returns:
+        The K written paths, fold 0 first.
+
+    Raises:
+        DataError: no subjects, ``folds`` or ``validation_fraction`` out of
+            range, or a fold file exists and ``overwrite`` is False.
+    """
+    split_dir = Path(split_dir)
+    ids = sorted(set(subject_ids))
+    if len(ids) < 2:
+        raise DataError(f"cross-validation needs at least 2 subjects, got {len(ids)} (fold files in {split_dir})")
+    if not 2 <= folds <= len(ids):
+        raise DataError(
+            f"cannot make {folds} fold(s) of {len(ids)} subjects (fold files in {split_dir}): "
+            f"folds must be between 2 and {len(ids)}"
+        )
+    if not 0.0 <= validation_fraction < 1.0:
+        raise DataError(f"validation_fraction = {validation_fraction} must be in [0, 1)")
+    paths = [split_dir / f"fold_{k}.csv" for k in range(folds)]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise DataError(f"{existing[0]} exists; delete it, choose another folder, or pass overwrite / --overwrite")
+    rng = np.random.default_rng(seed)
+    groups = np.array_split(rng.permutation(len(ids)), folds)
+    splits = [_fold_split(ids, {ids[i] for i in group}, validation_fraction, rng) for group in groups]
+    for path, split in zip(paths, splits, strict=True):
+        write_csv(path, split.items(), overwrite=overwrite)
+    logger.info("wrote %d fold split files in %s", folds, split_dir)
+    return paths

@@ -19,17 +19,17 @@ def test_supported_values_pass(write, minimal_yaml):
 
 
 @pytest.mark.parametrize("line, expected", [
-    ("network: {whitening: true}",
-     "configs/bad.yaml: [network] whitening: not supported yet in niftykit 0.1 (supported: "
-     "False)"),
+    ("network: {rgb_normalisation: true}",
+     "configs/bad.yaml: [network] rgb_normalisation: not supported yet in niftykit 0.1 "
+     "(supported: False)"),
     ("network: {window_sampling: resize}",
      "configs/bad.yaml: [network] window_sampling: not supported yet in niftykit 0.1 "
      "(supported: uniform)"),
     ("system: {num_gpus: 2}",
      "configs/bad.yaml: [system] num_gpus: not supported yet in niftykit 0.1 (supported: 0, 1)"),
-    ("training: {rotation_angle: [-10, 10]}",
-     "configs/bad.yaml: [training] rotation_angle: not supported yet in niftykit 0.1 "
-     "(supported: unset)"),
+    ("training: {early_stopping_mode: median}",
+     "configs/bad.yaml: [training] early_stopping_mode: not supported yet in niftykit 0.1 "
+     "(supported: mean)"),
     ("evaluation: {evaluations: [dice, hausdorff95_distance]}",
      "configs/bad.yaml: [evaluation] evaluations: not supported yet in niftykit 0.1 "
      "(supported: dice, Dice)"),
@@ -43,8 +43,8 @@ def test_unsupported_settings(write, line, expected, minimal_yaml):
 
 def test_unsupported_input_key(write, minimal_yaml):
     config = load_config(write("bad.yaml", minimal_yaml.replace(
-        "interp_order: 0", "interp_order: 0\n    pixdim: [1, 1, 1]")))
-    with pytest.raises(NotSupportedError, match=r"\[inputs.label\] pixdim: not supported yet"):
+        "interp_order: 0", "interp_order: 0\n    to_ohe: true")))
+    with pytest.raises(NotSupportedError, match=r"\[inputs.label\] to_ohe: not supported yet"):
         check_supported(config)
 
 

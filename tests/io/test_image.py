@@ -163,3 +163,39 @@ def test_stack_channels_refuses_other_grids(write_nifti, volume):
 def test_image_rejects_non_4d_arrays():
     with pytest.raises(ValueError, match="channels"):
         Image(np.zeros((4, 4, 4)), np.eye(4))
+
+
+@pytest.mark.parametrize("suffix", [".mgz", ".mgh"])
+def test_mgh_keeps_data_and_oblique_affine(tmp_path, volume, affine, suffix):
+    path = tmp_path / f"brain{suffix}"
+    nib.save(nib.MGHImage(volume, affine), str(path))
+    image = read_image(path)
+    assert image.array.shape == (16, 20, 12, 1) and image.array.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(image.array[..., 0], volume)
+    np.testing.assert_allclose(image.affine, affine, atol=1e-5)
+
+
+@pytest.mark.parametrize("given", [".hdr", ".img"])
+def test_analyze_pair_reads_from_either_file(tmp_path, volume, given):
+    # plain Analyze 7.5 keeps only the voxel size; nibabel centres the volume and flips x
+    nib.save(nib.AnalyzeImage(volume, np.diag([1.5, 0.8, 2.0, 1.0])), str(tmp_path / "old.img"))
+    assert (tmp_path / "old.hdr").is_file()
+    image = read_image(tmp_path / f"old{given}")
+    np.testing.assert_array_equal(image.array[..., 0], volume)
+    np.testing.assert_array_equal(image.affine, nib.load(tmp_path / "old.hdr").affine)
+    np.testing.assert_allclose(image.spacing, [1.5, 0.8, 2.0])
+
+
+def test_mgz_label_is_int32(tmp_path, affine):
+    data = np.random.default_rng(4).integers(0, 40, size=(6, 7, 8)).astype(np.int32)
+    nib.save(nib.MGHImage(data, affine), str(tmp_path / "aseg.mgz"))
+    image = read_image(tmp_path / "aseg.mgz", kind="label")
+    assert image.array.dtype == np.int32
+    np.testing.assert_array_equal(image.array[..., 0], data)
+
+
+def test_zero_byte_nifti_is_called_empty(tmp_path):
+    path = tmp_path / "empty.nii.gz"
+    path.touch()
+    with pytest.raises(ImageError, match=r"empty\.nii\.gz: empty file \(0 bytes\)$"):
+        read_image(path)

@@ -6,6 +6,7 @@ import pytest
 
 from niftykit.errors import DataError
 from niftykit.io import load_or_create_split, subjects_in_phase
+from niftykit.io.partition import write_folds
 
 IDS = [f"s{i:02d}" for i in range(10)]
 
@@ -80,3 +81,81 @@ def test_fractions_must_leave_a_training_subject(tmp_path):
 def test_subjects_in_phase_rejects_unknown_phase():
     with pytest.raises(ValueError, match="phase"):
         subjects_in_phase({"a": "training"}, "test")
+
+
+# ---------------------------------------------------------------- k folds
+
+SUBJECTS = [f"case{i:02d}" for i in range(11)]
+
+
+def _load_all(paths):
+    return [load_or_create_split(p, SUBJECTS) for p in paths]
+
+
+def test_every_subject_is_held_out_in_exactly_one_fold(tmp_path):
+    paths = write_folds(tmp_path / "folds", SUBJECTS, 4)
+    assert paths == [tmp_path / "folds" / f"fold_{k}.csv" for k in range(4)]
+    splits = _load_all(paths)
+    held_out = [subjects_in_phase(split, "inference") for split in splits]
+    assert sorted(s for group in held_out for s in group) == SUBJECTS
+    assert sorted(len(group) for group in held_out) == [2, 3, 3, 3]
+    for split in splits:
+        assert set(split) == set(SUBJECTS)
+        assert len(subjects_in_phase(split, "training")) == 11 - len(subjects_in_phase(split, "inference"))
+
+
+def test_fold_sizes_differ_by_at_most_one(tmp_path):
+    for folds in (2, 3, 5, 7, 11):
+        paths = write_folds(tmp_path / str(folds), SUBJECTS, folds)
+        sizes = [len(subjects_in_phase(s, "inference")) for s in _load_all(paths)]
+        assert max(sizes) - min(sizes) <= 1 and sum(sizes) == 11
+
+
+def test_folds_are_deterministic_for_a_seed_and_order_free(tmp_path):
+    a = _load_all(write_folds(tmp_path / "a", SUBJECTS, 3, seed=4, validation_fraction=0.25))
+    b = _load_all(write_folds(tmp_path / "b", list(reversed(SUBJECTS)), 3, seed=4, validation_fraction=0.25))
+    c = _load_all(write_folds(tmp_path / "c", SUBJECTS, 3, seed=5, validation_fraction=0.25))
+    assert a == b
+    assert a != c
+
+
+def test_validation_share_comes_from_each_folds_training_subjects(tmp_path):
+    paths = write_folds(tmp_path, SUBJECTS, 4, validation_fraction=0.2)
+    for split in _load_all(paths):
+        n_train = 11 - len(subjects_in_phase(split, "inference"))
+        assert len(subjects_in_phase(split, "validation")) == -(-n_train // 5)  # ceil(0.2 * n_train)
+
+
+def test_fold_file_has_the_split_file_format(tmp_path):
+    first, second = write_folds(tmp_path, ["b", "a"], 2)
+    lines = first.read_text().splitlines()
+    assert lines in (["a,inference", "b,training"], ["a,training", "b,inference"])  # sorted ids, no header
+    assert second.read_text().splitlines() != lines
+
+
+@pytest.mark.parametrize("folds", [0, 1, 12])
+def test_fold_count_out_of_range_says_what_is_right(tmp_path, folds):
+    with pytest.raises(DataError, match=rf"cannot make {folds} fold\(s\) of 11 subjects.*between 2 and 11"):
+        write_folds(tmp_path, SUBJECTS, folds)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_few_subjects_for_folds(tmp_path):
+    with pytest.raises(DataError, match="at least 2 subjects, got 1"):
+        write_folds(tmp_path, ["only"], 2)
+
+
+def test_validation_fraction_out_of_range(tmp_path):
+    with pytest.raises(DataError, match=r"validation_fraction = 1\.0"):
+        write_folds(tmp_path, SUBJECTS, 3, validation_fraction=1.0)
+
+
+def test_existing_fold_file_is_kept_unless_overwrite(tmp_path):
+    write_folds(tmp_path, SUBJECTS, 3, seed=0)
+    before = (tmp_path / "fold_2.csv").read_text()
+    (tmp_path / "fold_0.csv").unlink()
+    with pytest.raises(DataError, match=r"fold_1\.csv exists.*overwrite"):
+        write_folds(tmp_path, SUBJECTS, 3, seed=1)
+    assert not (tmp_path / "fold_0.csv").exists()  # nothing written when one file is in the way
+    write_folds(tmp_path, SUBJECTS, 3, seed=1, overwrite=True)
+    assert (tmp_path / "fold_0.csv").exists() and (tmp_path / "fold_2.csv").read_text() != before

@@ -1,0 +1,309 @@
+"""Tests for niftykit/io/augment.py and niftykit/io/deform.py (small synthetic volumes only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from niftykit.errors import ConfigError
+from niftykit.io.augment import Augmenter
+from niftykit.io.deform import SpatialTransform, antialias_sigma, bspline_basis, warp
+
+ALL_SPATIAL = dict(flip_axes=(0, 1, 2), rotation=(-20, 20), scaling=(-15, 15), elastic=True,
+                   num_ctrl_points=3, deformation_sigma=4.0, proportion_to_deform=1.0)
+ALL_INTENSITY = dict(bias_field_range=(-0.3, 0.3), gamma_range=(0.7, 1.5), noise_std=(0.05, 0.1))
+
+
+def _labels(shape: tuple[int, ...] = (24, 22, 20)) -> np.ndarray:
+    """An int32 ``(x, y, z, 1)`` label map of blocks with values {0, 2, 3, 5, 7}."""
+    x, y, z = np.indices(shape)
+    values = np.array([0, 2, 3, 5, 7], dtype=np.int32)
+    return values[(x // 5 + 2 * (y // 6) + 3 * (z // 7)) % 5][..., None]
+
+
+def _blob(shape: tuple[int, ...], centre: tuple[float, ...], width: float = 2.5) -> np.ndarray:
+    """A smooth float32 Gaussian blob ``(x, y, z, 1)``."""
+    grids = np.indices(shape, dtype=np.float64)
+    dist2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
+    return np.exp(-dist2 / (2 * width**2)).astype(np.float32)[..., None]
+
+
+def _centroid(volume: np.ndarray) -> np.ndarray:
+    return np.array(ndi.center_of_mass(volume[..., 0]))
+
+
+def _augment(volumes: dict, orders: dict, seed: int = 0, **kwargs) -> dict:
+    return Augmenter(rng=np.random.default_rng(seed), **kwargs)(volumes, orders)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(rotation=(-30, 30)),
+    dict(scaling=(-20, 20)),
+    dict(scaling=(-20, -20), antialiasing=True),
+    dict(elastic=True, proportion_to_deform=1.0, deformation_sigma=5.0),
+    dict(flip_axes=(0, 1, 2)),
+    ALL_SPATIAL,
+], ids=["rotation", "scaling", "zoom-out", "elastic", "flips", "combined"])
+def test_image_equal_to_label_stays_equal(kwargs: dict) -> None:
+    label = _labels()
+    changed = []
+    for seed in range(3):
+        out = _augment({"image": label.astype(np.float32), "label": label},
+                       {"image": 0, "label": 0}, seed=seed, **kwargs)
+        np.testing.assert_array_equal(out["image"], out["label"].astype(np.float32))
+        changed.append(not np.array_equal(out["label"], label))
+    assert any(changed)
+
+
+def test_flips_are_exact_and_random() -> None:
+    volume = np.random.default_rng(1).normal(size=(6, 7, 8, 2)).astype(np.float32)
+    augmenter = Augmenter(rng=np.random.default_rng(0), flip_axes=(0, 2))
+    seen = set()
+    for _ in range(24):
+        out = augmenter({"v": volume}, {"v": 1})["v"]
+        matches = [axes for axes in [(), (0,), (2,), (0, 2)]
+                   if np.array_equal(out, np.flip(volume, axes) if axes else volume)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {(), (0,), (2,), (0, 2)}
+
+
+def test_flip_comes_before_the_warp() -> None:
+    volume = np.random.default_rng(1).normal(size=(9, 9, 11, 1)).astype(np.float32)
+    flipped_seeds = [seed for seed in range(8) if np.random.default_rng(seed).random() < 0.5]
+    assert 0 < len(flipped_seeds) < 8
+    for seed in range(8):
+        out = _augment({"v": volume}, {"v": 1}, seed=seed, flip_axes=(0,), rotation_z=(90, 90))["v"]
+        source = np.flip(volume, 0) if seed in flipped_seeds else volume
+        np.testing.assert_allclose(out[..., 0], np.rot90(source[..., 0], 1, axes=(0, 1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("axis, plane, sign", [("z", (0, 1), 1), ("x", (1, 2), 1), ("y", (0, 2), -1)])
+def test_fixed_rotation_matches_scipy_rotate(axis: str, plane: tuple[int, int], sign: int) -> None:
+    volume = _blob((25, 25, 25), (17.0, 18.0, 7.0), width=3.0)
+    out = _augment({"v": volume}, {"v": 1}, **{f"rotation_{axis}": (25.0, 25.0)})["v"]
+    expected = ndi.rotate(volume[..., 0], sign * 25.0, axes=plane, reshape=False, order=1,
+                          mode="nearest")
+    np.testing.assert_allclose(out[..., 0], expected, atol=0.02)
+    assert np.abs(out - volume).max() > 0.3
+
+
+def test_rotation_follows_the_right_hand_rule() -> None:
+    volume = np.zeros((21, 21, 21, 1), np.float32)
+    volume[16, 10, 10] = 1.0
+    out = _augment({"v": volume}, {"v": 0}, rotation_z=(90, 90))["v"]
+    assert np.argwhere(out[..., 0] == 1.0).tolist() == [[10, 16, 10]]
+
+
+def test_fixed_scaling_zooms_about_the_centre() -> None:
+    shape, centre = (31, 31, 31), np.array([15.0, 15.0, 15.0])
+    volume = _blob(shape, (19.0, 12.0, 15.0), width=2.0)
+    out = _augment({"v": volume}, {"v": 1}, scaling=(20.0, 20.0))["v"]
+    expected = centre + 1.2 * (np.array([19.0, 12.0, 15.0]) - centre)
+    np.testing.assert_allclose(_centroid(out), expected, atol=0.1)
+    assert out.sum() == pytest.approx(volume.sum() * 1.2**3, rel=0.02)
+
+
+def test_zoom_out_blurs_with_the_cardoso_sigma() -> None:
+    volume = np.random.default_rng(2).normal(size=(20, 20, 20, 1)).astype(np.float32)
+    out = _augment({"v": volume}, {"v": 1}, scaling=(-40.0, -40.0))["v"][..., 0]
+    sigma = antialias_sigma(np.full(3, 0.6))
+    assert sigma == pytest.approx(np.full(3, np.sqrt(1 / 0.36 - 1) / 2.3548), rel=1e-3)
+    blurred = ndi.gaussian_filter(volume[..., 0], sigma, mode="nearest")
+    centre = 9.5 - 9.5 / 0.6
+    expected = ndi.affine_transform(blurred, np.full(3, 1 / 0.6), offset=centre, order=1,
+                                    mode="nearest")
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    plain = _augment({"v": volume}, {"v": 1}, scaling=(-40.0, -40.0), antialiasing=False)["v"]
+    assert np.abs(plain[..., 0] - expected).max() > 0.1
+
+
+def test_rotation_and_scaling_are_one_resampling() -> None:
+    volume = np.random.default_rng(3).normal(size=(18, 18, 18, 1)).astype(np.float32)
+    out = _augment({"v": volume}, {"v": 1}, rotation_z=(30, 30), scaling=(25, 25))["v"]
+    angle = np.deg2rad(30.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1]])
+    matrix, centre = rotation.T / 1.25, np.full(3, 8.5)
+    expected = ndi.affine_transform(volume[..., 0], matrix, offset=centre - matrix @ centre,
+                                    order=1, mode="nearest")
+    np.testing.assert_allclose(out[..., 0], expected, atol=1e-4)
+
+
+def test_anisotropic_scaling_comes_before_rotation() -> None:
+    volume = np.random.default_rng(3).normal(size=(18, 18, 18, 1)).astype(np.float32)
+    out = _augment({"v": volume}, {"v": 1}, seed=5, rotation_z=(40, 40), scaling=(-30, 30))["v"]
+    draws = np.random.default_rng(5)  # the documented draw order: the angle, then three zooms
+    draws.uniform(40, 40)
+    zoom = (100.0 + draws.uniform(-30, 30, size=3)) / 100.0
+    angle = np.deg2rad(40.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                         [0, 0, 1]])
+    matrix, centre = np.diag(1.0 / zoom) @ rotation.T, np.full(3, 8.5)
+    blurred = ndi.gaussian_filter(volume[..., 0], antialias_sigma(zoom), mode="nearest")
+    expected = ndi.affine_transform(blurred, matrix, offset=centre - matrix @ centre, order=1,
+                                    mode="nearest")
+    assert np.ptp(zoom) > 0.1
+    np.testing.assert_allclose(out[..., 0], expected, atol=1e-4)
+
+
+def test_bspline_field_matches_simpleitk() -> None:
+    # Displacements printed by SimpleITK 2.5.7: BSplineTransformInitializer(Image((20, 17, 13)),
+    # [4, 4, 4]) with parameters default_rng(0).normal(0, 3, 1029), at three voxels.
+    params = np.random.default_rng(0).normal(0, 3, size=3 * 7**3)
+    coefficients = params.reshape(3, 7, 7, 7).transpose(0, 3, 2, 1)
+    bases = [bspline_basis(n, 4) for n in (20, 17, 13)]
+    field = np.einsum("ip,jq,kr,apqr->ijka", *bases, coefficients)
+    np.testing.assert_allclose(field[0, 0, 0], [-0.09038166, 0.43695814, -1.86401469], atol=1e-6)
+    np.testing.assert_allclose(field[19, 16, 12], [-2.24667035, -0.27977462, -2.13615619], atol=1e-6)
+    np.testing.assert_allclose(field[5, 7, 3], [1.4796947, 1.44858497, -0.10740377], atol=1e-6)
+
+
+def test_constant_bspline_coefficients_translate() -> None:
+    volume = np.random.default_rng(4).normal(size=(16, 16, 16)).astype(np.float32)
+    coefficients = np.broadcast_to(np.array([2.0, -1.0, 3.0])[:, None, None, None], (3, 7, 7, 7))
+    out = np.empty_like(volume)
+    warp([(volume, 0, out)], SpatialTransform(np.eye(3), np.array(coefficients)))
+    np.testing.assert_array_equal(out[:12, 1:, :10], volume[2:14, :15, 3:13])
+
+
+def test_elastic_respects_sigma_and_proportion() -> None:
+    label = _labels()
+    still = _augment({"l": label}, {"l": 0}, elastic=True, deformation_sigma=0.0,
+                     proportion_to_deform=1.0)["l"]
+    np.testing.assert_array_equal(still, label)
+    augmenter = Augmenter(rng=np.random.default_rng(5), elastic=True, proportion_to_deform=0.5,
+                          deformation_sigma=3.0)
+    changed = [not np.array_equal(augmenter({"l": label}, {"l": 0})["l"], label) for _ in range(40)]
+    assert 8 <= sum(changed) <= 32
+    assert not Augmenter(rng=np.random.default_rng(0), elastic=True, proportion_to_deform=0).active
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64])
+def test_labels_keep_dtype_and_values(dtype: type) -> None:
+    label = _labels().astype(dtype)
+    image = _blob(label.shape[:3], (10, 10, 10))
+    out = _augment({"image": image, "label": label}, {"image": 3, "label": 0},
+                   **ALL_SPATIAL, **ALL_INTENSITY)
+    assert out["label"].dtype == dtype and out["image"].dtype == np.float32
+    assert out["label"].shape == label.shape and out["image"].shape == image.shape
+    assert set(np.unique(out["label"])) <= set(np.unique(label))
+    assert len(np.unique(out["label"])) >= 4
+
+
+def test_every_dtype_and_order_comes_back_as_it_went_in() -> None:
+    label = _labels((12, 14, 10))
+    volumes = {"f64": np.random.default_rng(0).normal(size=(12, 14, 10, 2)),
+               "f16": label.astype(np.float16), "mask": label > 2, "cubic": label.astype(np.float32)}
+    orders = {"f64": 3, "f16": 1, "mask": 0, "cubic": 3}
+    out = _augment(volumes, orders, **ALL_SPATIAL, **ALL_INTENSITY)
+    for name, volume in volumes.items():
+        assert out[name].dtype == volume.dtype and out[name].shape == volume.shape, name
+        assert out[name].flags.c_contiguous and np.isfinite(out[name].astype(np.float64)).all()
+    assert out["mask"].any() and not out["mask"].all()
+
+
+def test_intensity_transforms_leave_labels_alone() -> None:
+    label = _labels()
+    image = label.astype(np.float32) + 1.0
+    out = _augment({"image": image, "label": label, "float_label": label.astype(np.float32)},
+                   {"image": 1, "label": 0, "float_label": 0}, **ALL_INTENSITY)
+    np.testing.assert_array_equal(out["label"], label)
+    np.testing.assert_array_equal(out["float_label"], label.astype(np.float32))
+    assert np.abs(out["image"] - image).max() > 0.1
+
+
+def test_gamma_follows_the_formula() -> None:
+    image = np.random.default_rng(6).uniform(-3, 5, size=(10, 11, 12, 2)).astype(np.float32)
+    out = _augment({"image": image}, {"image": 1}, gamma_range=(1.7, 1.7))["image"]
+    for c in range(2):
+        x = image[..., c].astype(np.float64)
+        lo, hi = x.min(), x.max()
+        np.testing.assert_allclose(out[..., c], lo + (hi - lo) * ((x - lo) / (hi - lo)) ** 1.7,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_bias_field_is_a_smooth_positive_multiplier() -> None:
+    image = np.random.default_rng(7).uniform(1, 2, size=(16, 18, 20, 2)).astype(np.float32)
+    out = _augment({"image": image}, {"image": 1}, bias_field_range=(-0.5, 0.5), bf_order=1)["image"]
+    ratio = out / image
+    np.testing.assert_allclose(ratio[..., 0], ratio[..., 1], rtol=1e-5)
+    grids = np.indices(image.shape[:3]).reshape(3, -1).T
+    design = np.column_stack([np.ones(len(grids)), grids])
+    log_ratio = np.log(ratio[..., 0]).ravel()
+    residual = log_ratio - design @ np.linalg.lstsq(design, log_ratio, rcond=None)[0]
+    assert np.abs(residual).max() < 1e-4 and np.ptp(log_ratio) > 0.05
+
+
+def test_noise_std_is_relative_to_the_image_std() -> None:
+    image = np.random.default_rng(8).normal(3.0, 2.0, size=(32, 32, 32, 1)).astype(np.float32)
+    out = _augment({"image": image}, {"image": 1}, noise_std=(0.1, 0.1))["image"]
+    assert np.std(out - image) == pytest.approx(0.1 * np.std(image), rel=0.03)
+
+
+def test_seed_reproduces_and_calls_differ() -> None:
+    label = _labels()
+    volumes = {"image": _blob(label.shape[:3], (12, 8, 9)), "label": label}
+    orders = {"image": 1, "label": 0}
+    first, second = (Augmenter(rng=np.random.default_rng(11), **ALL_SPATIAL, **ALL_INTENSITY)
+                     for _ in range(2))
+    a, b = first(volumes, orders), second(volumes, orders)
+    for name in volumes:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert not np.array_equal(first(volumes, orders)["image"], a["image"])
+
+
+def test_active_only_when_something_is_set() -> None:
+    assert not Augmenter(rng=np.random.default_rng(0)).active
+    assert not Augmenter(rng=np.random.default_rng(0), flip_axes=(-1,)).active
+    for kwargs in [dict(flip_axes=(1,)), dict(rotation=(-5, 5)), dict(rotation_y=(-5, 5)),
+                   dict(scaling=(-5, 5)), dict(elastic=True), dict(bias_field_range=(-1, 1)),
+                   dict(gamma_range=(0.8, 1.2)), dict(noise_std=(0, 0.1))]:
+        assert Augmenter(rng=np.random.default_rng(0), **kwargs).active, kwargs
+
+
+def test_two_d_rotates_about_z_only_and_keeps_its_slice() -> None:
+    image = _blob((25, 25, 1), (16.0, 10.0, 0.0), width=3.0)
+    out = _augment({"v": image}, {"v": 1}, rotation=(25, 25))["v"]
+    expected = ndi.rotate(image[:, :, 0, 0], 25.0, reshape=False, order=1, mode="nearest")
+    np.testing.assert_allclose(out[:, :, 0, 0], expected, atol=0.02)
+    label = _labels((24, 22, 1))
+    for seed in range(3):
+        result = _augment({"i": label.astype(np.float32), "l": label}, {"i": 0, "l": 0},
+                          seed=seed, **ALL_SPATIAL, **ALL_INTENSITY)
+        assert result["l"].shape == label.shape
+        np.testing.assert_array_equal(result["i"], result["l"].astype(np.float32))
+
+
+def test_two_d_is_never_scaled_along_z() -> None:
+    image = _blob((31, 31, 1), (19.0, 12.0, 0.0), width=2.0)
+    out = _augment({"v": image}, {"v": 1}, scaling=(20.0, 20.0))["v"]
+    np.testing.assert_allclose(_centroid(out)[:2], [15 + 1.2 * 4, 15 - 1.2 * 3], atol=0.1)
+    assert out.sum() == pytest.approx(image.sum() * 1.2**2, rel=0.02)
+
+
+def test_negative_order_is_passed_through() -> None:
+    weights = np.random.default_rng(9).normal(size=(12, 12, 12, 1)).astype(np.float32)
+    out = _augment({"w": weights}, {"w": -1}, **ALL_SPATIAL, **ALL_INTENSITY)["w"]
+    np.testing.assert_array_equal(out, weights)
+    assert out is not weights
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    (dict(rotation=(10, -10)), "rotation_angle"), (dict(rotation_z=(1, 2, 3)), "rotation_angle_z"),
+    (dict(scaling=(-100, 10)), "scaling_percentage"), (dict(flip_axes=(3,)), "random_flipping_axes"),
+    (dict(proportion_to_deform=1.5), "proportion_to_deform"), (dict(gamma_range=(0, 1)), "gamma_range"),
+    (dict(noise_std=(-0.1, 0.1)), "noise_std"), (dict(deformation_sigma=-1), "deformation_sigma"),
+])
+def test_bad_settings_name_their_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Augmenter(rng=np.random.default_rng(0), **kwargs)
+
+
+def test_volumes_must_share_a_grid() -> None:
+    augmenter = Augmenter(rng=np.random.default_rng(0), rotation=(-5, 5))
+    with pytest.raises(ValueError, match="spatial shape"):
+        augmenter({"a": np.zeros((8, 8, 8, 1)), "b": np.zeros((8, 8, 9, 1))}, {"a": 1, "b": 0})
+    with pytest.raises(ValueError, match="order"):
+        augmenter({"a": np.zeros((8, 8, 8, 1))}, {})
