@@ -13,7 +13,7 @@ from niftykit.cli import main
 from niftykit.data import make_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+CONFIG = ROOT / "configs" / "quickstart_full_io.yaml"
 CODES = (0, 3, 7)
 
 
@@ -26,19 +26,9 @@ def _recode(data: Path) -> None:
 
 
 def _args(data: Path, model: Path, *extra: str) -> list:
-    sets = {
-        "inputs.image.path_to_search": data, "inputs.label.path_to_search": data,
-        "system.model_dir": model, "inputs.image.axcodes": "[L,P,S]",
-        "inputs.image.pixdim": "[1.2,1.2,1.2]", "network.normalisation": "true",
-        "network.whitening": "true", "network.volume_padding_size": "[2,2,2]",
-        "segmentation.label_normalisation": "true", "training.rotation_angle": "[-10,10]",
-        "training.scaling_percentage": "[-10,10]", "training.random_flipping_axes": "[0]",
-        "training.do_elastic_deformation": "true", "training.gamma_range": "[0.8,1.2]",
-    }
-    args = ["-c", str(QUICKSTART)]
-    for key, value in sets.items():
-        args += ["--set", f"{key}={value}"]
-    return args + list(extra)
+    return ["-c", str(CONFIG), "--set", f"inputs.image.path_to_search={data}",
+            "--set", f"inputs.label.path_to_search={data}",
+            "--set", f"system.model_dir={model}", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def trained(tmp_path_factory):
     data, model = root / "data", root / "model"
     make_shapes(data, n_subjects=10, shape=(24, 24, 24), seed=3)
     _recode(data)
-    assert main(["train", *_args(data, model, "--max_iter", "300", "--validation_every_n", "-1")]) == 0
+    assert main(["train", *_args(data, model, "--validation_every_n", "-1")]) == 0
     return data, model
 
 

@@ -8,9 +8,16 @@ or the sampler. The preprocessing pieces live in their own modules
 :mod:`~niftykit.io.cache`, :mod:`~niftykit.io.readers`).
 """
 
+from niftykit.io.augment import Augmenter
+from niftykit.io.cache import VolumeCache
 from niftykit.io.discovery import Subject, find_files, match_subjects, read_file_list
+from niftykit.io.geometry import Geometry, apply_geometry, invert_geometry, plan_geometry
+from niftykit.io.histogram import HistogramStandardiser
 from niftykit.io.image import Image, check_same_grid, read_image, stack_channels
+from niftykit.io.intensity import ct_window, foreground_mask, percentile_clip, whiten
+from niftykit.io.labels import LabelMapping
 from niftykit.io.partition import PHASES, load_or_create_split, subjects_in_phase, write_folds
+from niftykit.io.preprocess import Prepared, Preprocessor, SourceSettings
 from niftykit.io.writer import write_csv, write_image, write_text
 
 __all__ = [
@@ -29,4 +36,19 @@ __all__ = [
     "load_or_create_split",
     "subjects_in_phase",
     "write_folds",
+    "Geometry",
+    "plan_geometry",
+    "apply_geometry",
+    "invert_geometry",
+    "foreground_mask",
+    "whiten",
+    "ct_window",
+    "percentile_clip",
+    "HistogramStandardiser",
+    "LabelMapping",
+    "Augmenter",
+    "VolumeCache",
+    "SourceSettings",
+    "Preprocessor",
+    "Prepared",
 ]

@@ -40,9 +40,10 @@ interpolation order (0 for label maps). Per call, with draws from the caller's
 Volumes with a negative order are passed through untouched (NiftyNet's convention).
 
 Speed: a 128^3 float32 image (order 1) with its int32 label (order 0), rotation, scaling and
-elastic deformation together, takes SPEED on this 2-core machine with
-``threads=2``; TorchIO 1.2.1 ``RandomAffine`` then ``RandomElasticDeformation`` on the same pair
-took TORCHIO.
+elastic deformation together (NiftyNet's defaults), takes about 75 ms (median; 120 ms with
+``threads=1``) on the project's 2-core machine; TorchIO 1.2.1 ``RandomAffine`` then
+``RandomElasticDeformation`` on the same pair took about 1.0 s there. Nearly all of it is the two
+``map_coordinates`` calls; the coordinate map costs about 10 ms, the anti-aliasing blur about 5 ms.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Augmenter:
         bf_order: total degree of the bias field polynomial.
         gamma_range: ``(min, max)`` of the gamma exponent, e.g. ``(0.7, 1.5)``.
         noise_std: ``(min, max)`` std of additive Gaussian noise, relative to the channel's std.
-        threads: worker threads for resampling (default: up to 2, the cores of a typical worker).
+        threads: threads for resampling (default ``min(2, os.cpu_count())``); pass 1 when
+            several sampler processes already share the cores.
 
     Raises:
         ConfigError: a range is not ``(min, max)`` or a value is out of bounds.
@@ -229,8 +231,7 @@ class Augmenter:
             for c in range(volume.shape[-1]):
                 source, target = _spatial(volume, c, rank), _spatial(out[name], c, rank)
                 if orders[name] > 0 and sigma.any():
-                    floating = source if source.dtype.kind == "f" else source.astype(np.float32)
-                    source = blur(floating, sigma, self.threads)
+                    source = blur(source, sigma)
                 sources.append((source, orders[name], target))
         if sources:
             warp(sources, transform, self.threads)
@@ -308,8 +309,7 @@ def _bias_field(coefficients: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """
     order = coefficients.shape[0] - 1
     degree = np.add.outer(np.add.outer(np.arange(order + 1), np.arange(order + 1)), np.arange(order + 1))
-    masked = np.where(degree <= order, coefficients, 0.0)
-    field = masked
+    field = np.where(degree <= order, coefficients, 0.0)
     for axis, size in enumerate(shape):
         coordinate = np.linspace(-1.0, 1.0, size) if size > 1 else np.zeros(1)
         field = contract(coordinate[:, None] ** np.arange(order + 1)[None, :], field, axis)

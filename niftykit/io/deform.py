@@ -38,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from itertools import pairwise
 
 import numpy as np
@@ -206,28 +205,51 @@ def _run(tasks: list[Callable[[], None]], threads: int) -> None:
             future.result()
 
 
-def blur(volume: np.ndarray, sigma: Sequence[float], threads: int = 1) -> np.ndarray:
-    """Separable Gaussian blur of a spatial volume, split into slabs over threads.
+def blur(volume: np.ndarray, sigma: Sequence[float]) -> np.ndarray:
+    """Separable Gaussian blur with edge-replicating borders (``gaussian_filter``, mode nearest).
+
+    scipy filters a line at a time, which along the first axes of a C-ordered volume strides
+    through memory (40 ms along x for 128^3); there the kernel is applied as a sum of shifted
+    whole planes (1-3 ms). The last axis keeps ``gaussian_filter1d``.
 
     Args:
         volume: ``(x, y[, z])`` float array.
         sigma: per-axis standard deviation in voxels; 0 skips the axis.
-        threads: worker threads.
 
     Returns:
-        The blurred volume (a new array, same dtype).
+        The blurred volume, a new array (float64 stays float64, anything else becomes float32).
     """
-    out = np.array(volume, copy=True)
+    out = volume.astype(np.float64 if volume.dtype == np.float64 else np.float32)
     for axis, s in enumerate(sigma):
         if s <= 0:
             continue
-        src, split = out.copy(), 1 if axis == 0 else 0
-        tasks = []
-        for part in _slabs(out.shape[split], 2 * threads):
-            index = (slice(None),) * split + (part,)
-            tasks.append(partial(ndi.gaussian_filter1d, src[index], s, axis=axis, mode=_MODE,
-                                 output=out[index]))
-        _run(tasks, threads)
+        if axis == out.ndim - 1:
+            out = ndi.gaussian_filter1d(out, s, axis=axis, mode=_MODE)
+        else:
+            out = _blur_planes(out, s, axis)
+    return out
+
+
+def _blur_planes(volume: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """``gaussian_filter1d(volume, sigma, axis, mode="nearest")`` as a sum of shifted planes."""
+    radius = int(4.0 * sigma + 0.5)  # scipy's default truncate=4.0
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * offsets**2 / sigma**2)
+    weights = (weights / weights.sum()).astype(volume.dtype)
+    source = np.moveaxis(volume, axis, 0)
+    out = np.empty_like(volume)
+    target = np.moveaxis(out, axis, 0)
+    np.multiply(source, weights[radius], out=target)
+    n = source.shape[0]
+    for k in range(1, radius + 1):
+        ahead, behind = weights[radius + k], weights[radius - k]
+        if k >= n:
+            target += ahead * source[-1] + behind * source[0]
+            continue
+        target[: n - k] += ahead * source[k:]
+        target[n - k :] += ahead * source[-1]
+        target[k:] += behind * source[: n - k]
+        target[:k] += behind * source[0]
     return out
 
 

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from niftykit.errors import ConfigError
 from niftykit.io.augment import Augmenter
-from niftykit.io.deform import SpatialTransform, antialias_sigma, bspline_basis, warp
+from niftykit.io.deform import SpatialTransform, antialias_sigma, blur, bspline_basis, warp
 
 ALL_SPATIAL = dict(flip_axes=(0, 1, 2), rotation=(-20, 20), scaling=(-15, 15), elastic=True,
                    num_ctrl_points=3, deformation_sigma=4.0, proportion_to_deform=1.0)
@@ -117,6 +117,14 @@ def test_zoom_out_blurs_with_the_cardoso_sigma() -> None:
     np.testing.assert_allclose(out, expected, atol=1e-4)
     plain = _augment({"v": volume}, {"v": 1}, scaling=(-40.0, -40.0), antialiasing=False)["v"]
     assert np.abs(plain[..., 0] - expected).max() > 0.1
+
+
+@pytest.mark.parametrize("shape, sigma", [((9, 10, 11), (0.3, 1.2, 0.7)), ((2, 30, 5), (2.5, 0.0, 1.0)),
+                                          ((30, 31), (0.8, 0.2))])
+def test_blur_matches_scipy_gaussian_filter(shape: tuple[int, ...], sigma: tuple[float, ...]) -> None:
+    volume = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    expected = ndi.gaussian_filter(volume, sigma, mode="nearest")
+    np.testing.assert_allclose(blur(volume, sigma), expected, atol=1e-6)
 
 
 def test_rotation_and_scaling_are_one_resampling() -> None:
