@@ -179,7 +179,8 @@ class SegmentationApplication(BaseApplication):
             array = self.preprocessor.restore(indices, prepared.geometry, labels=True)
             if self.preprocessor.label_mapping is None:
                 array = array.astype(np.uint8 if self.num_classes <= 256 else np.int16)
-        return write_image(array, prepared.source.affine, path, overwrite=overwrite)
+        return write_image(array, prepared.source.affine, path, overwrite=overwrite,
+                           xform_codes=prepared.source.xform_codes)
 
     # -- evaluation ---------------------------------------------------------------
     def evaluation_labels(self) -> List[int]:

@@ -39,11 +39,15 @@ class Image:
         affine: ``(4, 4)`` float64 matrix mapping voxel indices to RAS+
             world coordinates in mm (nibabel convention).
         path: the file the image was read from, if any (used in messages).
+        xform_codes: the NIfTI ``(qform_code, sform_code)`` of the file, so that
+            outputs written on its grid carry the same codes; None when the
+            format has none.
     """
 
     array: np.ndarray
     affine: np.ndarray
     path: Path | None = None
+    xform_codes: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.array.ndim != 4:
@@ -132,7 +136,15 @@ def _as_labels(data: np.ndarray, path: Path) -> np.ndarray:
     return data.astype(np.int32)
 
 
-def _read_nibabel(path: Path, kind: str, nonfinite: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _xform_codes(img: nib.spatialimages.SpatialImage) -> tuple[int, int] | None:
+    header = img.header
+    if not isinstance(header, nib.Nifti1Header):  # NIfTI-2 subclasses it
+        return None
+    return int(header["qform_code"]), int(header["sform_code"])
+
+
+def _read_nibabel(path: Path, kind: str,
+                  nonfinite: float | None) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
     img = _load(path)
     try:
         if kind == "label":
@@ -143,7 +155,7 @@ def _read_nibabel(path: Path, kind: str, nonfinite: float | None) -> tuple[np.nd
         raise
     except Exception as exc:  # truncated gzip, short data block, bad scaling...
         raise ImageError(f"cannot read {path}: {_short_reason(exc)}") from exc
-    return data, np.array(img.affine, dtype=np.float64)
+    return data, np.array(img.affine, dtype=np.float64), _xform_codes(img)
 
 
 def read_image(path: PathLike, kind: str = "image", *, nonfinite: float | None = None) -> Image:
@@ -179,13 +191,15 @@ def read_image(path: PathLike, kind: str = "image", *, nonfinite: float | None =
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     path = Path(path)
+    codes = None
     if image_format(path) == "nibabel":
-        data, affine = _read_nibabel(path, kind, nonfinite)
+        data, affine, codes = _read_nibabel(path, kind, nonfinite)
     else:
         data, affine = read_array(path, palette_indices=kind == "label")
         data = (_as_labels(data, path) if kind == "label"
                 else _as_intensities(data, path, nonfinite))
-    return Image(array=np.ascontiguousarray(_to_4d(data, path)), affine=affine, path=path)
+    return Image(array=np.ascontiguousarray(_to_4d(data, path)), affine=affine, path=path,
+                 xform_codes=codes)
 
 
 def check_same_grid(a: Image, b: Image, atol: float = GRID_ATOL_MM) -> None:
@@ -229,4 +243,5 @@ def stack_channels(images: Sequence[Image]) -> Image:
     for other in images[1:]:
         check_same_grid(first, other)
     array = np.concatenate([im.array for im in images], axis=-1)
-    return Image(array=np.ascontiguousarray(array), affine=first.affine.copy(), path=first.path)
+    return Image(array=np.ascontiguousarray(array), affine=first.affine.copy(), path=first.path,
+                 xform_codes=first.xform_codes)

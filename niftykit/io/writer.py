@@ -66,11 +66,13 @@ def _storable(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def write_image(array: np.ndarray, affine: np.ndarray, path: PathLike, *, overwrite: bool = False) -> Path:
+def write_image(array: np.ndarray, affine: np.ndarray, path: PathLike, *, overwrite: bool = False,
+                xform_codes: tuple[int, int] | None = None) -> Path:
     """Write a volume as NIfTI-1, atomically.
 
     The compression follows the suffix (``.nii`` or ``.nii.gz``). Both the
-    qform and the sform are set to ``affine`` (code 1, scanner), units mm.
+    qform and the sform are set to ``affine``, with the input's codes when
+    given (``xform_codes``; a code of 0 becomes 1, scanner), units mm.
     Integer arrays stay integer (64-bit integers are stored as int32 when the
     values fit, for other tools' sake); booleans are stored as uint8.
 
@@ -80,6 +82,7 @@ def write_image(array: np.ndarray, affine: np.ndarray, path: PathLike, *, overwr
         affine: ``(4, 4)`` voxel-to-RAS+ matrix in mm.
         path: destination; missing parent folders are created.
         overwrite: replace an existing file.
+        xform_codes: ``(qform_code, sform_code)`` of the input whose grid this is.
 
     Returns:
         The written path.
@@ -99,8 +102,9 @@ def write_image(array: np.ndarray, affine: np.ndarray, path: PathLike, *, overwr
         raise ValueError(f"write_image: affine must be (4, 4), got {affine.shape} for {path}")
     _nifti_suffix(path)
     img = nib.Nifti1Image(_storable(array), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
+    qform_code, sform_code = xform_codes or (1, 1)
+    img.set_qform(affine, code=int(qform_code) or 1)
+    img.set_sform(affine, code=int(sform_code) or 1)
     img.header.set_xyzt_units("mm")
     with _atomic_target(path, overwrite, ImageError) as tmp:
         nib.save(img, str(tmp))

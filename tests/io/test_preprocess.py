@@ -121,3 +121,19 @@ def test_image_and_label_on_different_grids(subject, tmp_path):
     with pytest.raises(ImageError, match="not on the same voxel grid.*grid_tolerance_mm"):
         _preprocessor()(subject)
     assert _preprocessor(grid_tolerance_mm=1.0)(subject).volumes["label"].shape[0] == 40
+
+
+def test_written_output_keeps_the_inputs_xform_codes(subject, tmp_path):
+    source = nib.load(subject.paths["img"])
+    image = nib.Nifti1Image(source.get_fdata().astype(np.float32), source.affine)
+    image.set_qform(source.affine, code=1)
+    image.set_sform(source.affine, code=2)
+    nib.save(image, subject.paths["img"])
+    pre = _preprocessor()
+    prepared = pre(subject)
+    assert prepared.source.xform_codes == (1, 2)
+    restored = pre.restore(prepared.volumes["label"][..., 0], prepared.geometry, labels=True)
+    out = nib.load(write_image(restored, prepared.source.affine, tmp_path / "seg.nii.gz",
+                               xform_codes=prepared.source.xform_codes))
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (1, 2)
+    np.testing.assert_allclose(out.get_qform(), source.affine, atol=1e-5)
