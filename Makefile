@@ -6,6 +6,7 @@ EXTRAS ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(EXTRAS)
 BENCH_VENV ?= .venv-bench
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: install test demo bench clean help
@@ -14,6 +15,7 @@ help:
 	@echo "make demo   - install into $(VENV) and run the quickstart (train, infer, evaluate) on generated data"
 	@echo "make test   - install into $(VENV) and run the test suite"
 	@echo "make bench  - install the peers (MONAI, TorchIO, torch CPU) into $(BENCH_VENV) and run benchmarks/"
+	@echo "              (make bench BENCH_ARGS=--record appends the run to benchmarks/RESULTS.md)"
 	@echo "make clean  - remove runs/ and build artefacts (keeps $(VENV))"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -32,7 +34,7 @@ demo: $(STAMP)
 bench:
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[cpu,bench]' torch==2.13.0 monai torchio
-	$(BENCH_VENV)/bin/python benchmarks/run.py
+	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
