@@ -11,8 +11,6 @@ import pytest
 from niftykit.cli import main
 from niftykit.data import make_shapes
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 
 
 @pytest.fixture
@@ -22,13 +20,13 @@ def data(tmp_path):
     return folder
 
 
-def _train(data: Path, model: Path, *extra: str) -> int:
-    return main(["train", "-c", str(QUICKSTART), "--max_iter", "2", "--validation_every_n", "-1",
-                 "--set", "training.exclude_fraction_for_validation=0",
-                 "--set", "training.exclude_fraction_for_inference=0",
-                 "--set", f"inputs.image.path_to_search={data}",
-                 "--set", f"inputs.label.path_to_search={data}",
-                 "--set", f"system.model_dir={model}", *extra])
+@pytest.fixture
+def train(config_args):
+    """Two iterations, every subject a training subject."""
+    return lambda data, model, *extra: main(["train", *config_args(
+        data, model, "--max_iter", "2", "--validation_every_n", "-1",
+        "--set", "training.exclude_fraction_for_validation=0",
+        "--set", "training.exclude_fraction_for_inference=0", *extra)])
 
 
 def _replace(path: Path, array: np.ndarray, affine=None) -> None:
@@ -70,11 +68,11 @@ BREAKERS = {
 
 
 @pytest.mark.parametrize("case", sorted(BREAKERS))
-def test_bad_file_stops_training_before_anything_is_written(case, data, tmp_path, capsys):
+def test_bad_file_stops_training_before_anything_is_written(case, data, tmp_path, capsys, train):
     breaker, name, words = BREAKERS[case]
     breaker(data)
     model = tmp_path / "model"
-    assert _train(data, model) == 2
+    assert train(data, model) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith("niftykit: error: ")
@@ -82,30 +80,28 @@ def test_bad_file_stops_training_before_anything_is_written(case, data, tmp_path
     assert not (model / "models").exists() and not (model / "logs").exists()
 
 
-def test_nan_voxels_replaced_when_asked(data, tmp_path):
+def test_nan_voxels_replaced_when_asked(data, tmp_path, train):
     array = nib.load(_image(data)).get_fdata().astype(np.float32)
     array[0, 0, :] = np.nan
     _replace(_image(data), array)
-    assert _train(data, tmp_path / "model", "--set", "inputs.image.replace_nonfinite=0") == 0
+    assert train(data, tmp_path / "model", "--set", "inputs.image.replace_nonfinite=0") == 0
 
 
-def test_missing_source_warns_or_fails_under_strict(data, tmp_path, capsys):
+def test_missing_source_warns_or_fails_under_strict(data, tmp_path, capsys, train):
     _label(data).unlink()
-    assert _train(data, tmp_path / "lenient") == 0
+    assert train(data, tmp_path / "lenient") == 0
     assert "case01" in capsys.readouterr().err
-    assert _train(data, tmp_path / "strict", "--set", "system.strict_subjects=true") == 2
+    assert train(data, tmp_path / "strict", "--set", "system.strict_subjects=true") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "case01" in err[0]
 
 
-def test_unwritable_output_folder(data, tmp_path, capsys):
+def test_unwritable_output_folder(data, tmp_path, capsys, train, config_args):
     model = tmp_path / "model"
-    assert _train(data, model) == 0
+    assert train(data, model) == 0
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    assert main(["infer", "-c", str(QUICKSTART), "--set", f"inputs.image.path_to_search={data}",
-                 "--set", f"inputs.label.path_to_search={data}",
-                 "--set", f"system.model_dir={model}",
-                 "--set", f"inference.save_seg_dir={blocker / 'out'}"]) == 2
+    assert main(["infer", *config_args(data, model, "--set",
+                                       f"inference.save_seg_dir={blocker / 'out'}")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0] and "a_file" in err[0]

@@ -12,8 +12,6 @@ import pytest
 from niftykit.cli import main
 from niftykit.data import make_shapes
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "quickstart_full_io.yaml"
 CODES = (0, 3, 7)
 
 
@@ -25,19 +23,19 @@ def _recode(data: Path) -> None:
         nib.save(nib.Nifti1Image(codes, image.affine, image.header), path)
 
 
-def _args(data: Path, model: Path, *extra: str) -> list:
-    return ["-c", str(CONFIG), "--set", f"inputs.image.path_to_search={data}",
-            "--set", f"inputs.label.path_to_search={data}",
-            "--set", f"system.model_dir={model}", *extra]
+@pytest.fixture(scope="session")
+def args(config_args):
+    return lambda data, model, *extra: config_args(data, model, *extra,
+                                                   config="quickstart_full_io.yaml")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, args):
     root = tmp_path_factory.mktemp("prep")
     data, model = root / "data", root / "model"
     make_shapes(data, n_subjects=10, shape=(24, 24, 24), seed=3)
     _recode(data)
-    assert main(["train", *_args(data, model, "--validation_every_n", "-1")]) == 0
+    assert main(["train", *args(data, model, "--validation_every_n", "-1")]) == 0
     return data, model
 
 
@@ -49,9 +47,9 @@ def test_training_learns_and_saves_the_landmarks_and_label_codes(trained):
     assert "label_label-to 0 1 2" in lines
 
 
-def test_outputs_lie_on_the_input_grid_with_the_input_codes(trained):
+def test_outputs_lie_on_the_input_grid_with_the_input_codes(trained, args):
     data, model = trained
-    assert main(["infer", *_args(data, model)]) == 0
+    assert main(["infer", *args(data, model)]) == 0
     rows = list(csv.reader((model / "segmentation" / "inferred.csv").open()))
     assert rows
     for subject, path in rows:
@@ -59,7 +57,7 @@ def test_outputs_lie_on_the_input_grid_with_the_input_codes(trained):
         assert out.shape == source.shape
         np.testing.assert_allclose(out.affine, source.affine, atol=1e-6)
         assert set(np.unique(np.asarray(out.dataobj)).tolist()) <= set(CODES)
-    assert main(["evaluate", *_args(data, model)]) == 0
+    assert main(["evaluate", *args(data, model)]) == 0
     table = list(csv.DictReader((model / "evaluation" / "evaluation.csv").open()))
     assert sorted({row["label"] for row in table}) == ["3", "7"]
     for code in ("3", "7"):
@@ -67,11 +65,11 @@ def test_outputs_lie_on_the_input_grid_with_the_input_codes(trained):
         assert np.mean(scores) > 0.5, (code, scores)
 
 
-def test_landmarks_for_other_modalities_are_an_error(trained, tmp_path, capsys):
+def test_landmarks_for_other_modalities_are_an_error(trained, tmp_path, capsys, args):
     data, model = trained
     ref = tmp_path / "other.txt"
     ref.write_text("FLAIR " + " ".join(str(v) for v in np.linspace(0, 100, 13)) + "\n")
-    assert main(["infer", *_args(data, model, "--set", f"network.histogram_ref_file={ref}",
+    assert main(["infer", *args(data, model, "--set", f"network.histogram_ref_file={ref}",
                                   "--set", f"inference.save_seg_dir={tmp_path / 'out'}")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other.txt" in err[0]
