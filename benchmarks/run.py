@@ -23,11 +23,14 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_augmentation  # noqa: E402
+import bench_preprocessing  # noqa: E402
 import bench_training_step  # noqa: E402
 import bench_window_sampling  # noqa: E402
 from _common import HERE, ROOT, Interference, load_average, machine, versions  # noqa: E402
 
-BENCHMARKS = {m.NAME: m for m in (bench_training_step, bench_window_sampling)}
+BENCHMARKS = {m.NAME: m for m in (bench_training_step, bench_window_sampling, bench_preprocessing,
+                                  bench_augmentation)}
 RESULTS = HERE / "RESULTS.md"
 
 

@@ -13,11 +13,11 @@ from niftykit.data import make_shapes
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, config_args):
-    """Train 200 iterations on 10 generated subjects (6 training, 2 validation, 2 inference)."""
+    """Train 300 iterations on 10 generated subjects (6 training, 2 validation, 2 inference)."""
     root = tmp_path_factory.mktemp("slice")
     data, model = root / "data", root / "model"
     make_shapes(data, n_subjects=10, shape=(24, 24, 24), seed=1)
-    status = main(["train", *config_args(data, model, "--max_iter", "200", "--save_every_n", "100",
+    status = main(["train", *config_args(data, model, "--max_iter", "300", "--save_every_n", "100",
                                    "--validation_every_n", "100")])
     assert status == 0
     return data, model
@@ -25,7 +25,7 @@ def run(tmp_path_factory, config_args):
 
 def test_train_writes_checkpoints_split_and_logs(run):
     data, model = run
-    assert (model / "models" / "model.ckpt-200.index").exists()
+    assert (model / "models" / "model.ckpt-300.index").exists()
     assert (model / "models" / "model.ckpt-100.index").exists()
     rows = list(csv.reader((model / "dataset_split.csv").open()))
     phases = [phase for _, phase in rows]
@@ -36,10 +36,10 @@ def test_train_writes_checkpoints_split_and_logs(run):
 
 def test_train_refuses_to_overwrite_then_resumes(run, capsys, config_args):
     data, model = run
-    assert main(["train", *config_args(data, model, "--max_iter", "202")]) == 2
+    assert main(["train", *config_args(data, model, "--max_iter", "302")]) == 2
     assert "already has checkpoints" in capsys.readouterr().err
-    assert main(["train", *config_args(data, model, "--starting_iter", "200", "--max_iter", "202")]) == 0
-    assert (model / "models" / "model.ckpt-202.index").exists()
+    assert main(["train", *config_args(data, model, "--starting_iter", "300", "--max_iter", "302")]) == 0
+    assert (model / "models" / "model.ckpt-302.index").exists()
 
 
 def test_infer_writes_on_the_input_grid_and_evaluate_scores(run, capsys, config_args):

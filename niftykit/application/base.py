@@ -133,8 +133,12 @@ class BaseApplication:
         raise NotImplementedError
 
     # -- inference and evaluation ---------------------------------------------------
-    def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool) -> Any:
-        """Run the network over one subject and write its outputs; return the file written."""
+    def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool,
+                      progress: Optional[Callable[[int, int], None]] = None) -> Any:
+        """Run the network over one subject and write its outputs; return the file written.
+
+        ``progress(done, total)`` is called as windows are processed.
+        """
         raise NotImplementedError
 
     def evaluate(self, inferred: Mapping[str, Any], *, overwrite: bool) -> Any:

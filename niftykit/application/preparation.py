@@ -48,12 +48,13 @@ def _geometry(config: Any, names: Sequence[str]) -> Tuple[Any, Any]:
 
 def build_preprocessor(config: Any, task: Any, num_classes: int) -> Preprocessor:
     """The preprocessing the config asks for (nothing learnt yet)."""
-    names = list(task.image) + list(task.label[:1])
+    names = list(task.image) + list(task.label[:1]) + list(task.sampler[:1])
     axcodes, pixdim = _geometry(config, names)
     net = config.network
     return Preprocessor(
         images=[_settings(config, name) for name in task.image],
         label=_settings(config, task.label[0]) if task.label else None,
+        sampler=_settings(config, task.sampler[0]) if task.sampler else None,
         num_classes=num_classes, axcodes=axcodes, pixdim=pixdim,
         padding=net.volume_padding_size, pad_to=net.volume_padding_to_size,
         pad_mode=net.volume_padding_mode, whitening=net.whitening,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,7 +26,9 @@ from niftykit.io import Subject, write_image
 from niftykit.io.augment import Augmenter
 from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
-from niftykit.sampler import GridAggregator, GridSampler, UniformSampler, resolve_window
+from niftykit.sampler import (BalancedSampler, GridAggregator, GridSampler, ResizeAggregator,
+                              ResizeSampler, UniformSampler, WeightedSampler, flip_tta,
+                              label_dtype, resize_to, resolve_window)
 
 __all__ = ["SegmentationApplication"]
 
@@ -55,7 +57,8 @@ class SegmentationApplication(BaseApplication):
             return sources
         if not self.task.label:
             raise ConfigError(f"{self.config.source}: [segmentation] label: required for {phase}")
-        return sources + [self.task.label[0]]
+        sampling = list(self.task.sampler[:1]) if phase == "training" else []
+        return sources + [self.task.label[0]] + sampling
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -102,17 +105,60 @@ class SegmentationApplication(BaseApplication):
             bias_field_range=t.bias_field_range, bf_order=t.bf_order,
             gamma_range=t.gamma_range, noise_std=t.noise_std)
 
-    def make_sampler(self, rng: np.random.Generator,
-                     phase: str = "training") -> Callable[[Mapping[str, np.ndarray]], list]:
-        window = self.training_window()
+    def _window_sampler(self, rng: np.random.Generator) -> Any:
+        """The ``network.window_sampling`` sampler for the training window."""
+        window, kind = self.training_window(), self.config.network.window_sampling
+        n = self.config.training.sample_per_volume
         if all(size > 0 for size in window):
             self.check_window(window, f"[inputs.{self.task.image[0]}] spatial_window_size")
-        sampler = UniformSampler(window, self.config.training.sample_per_volume, rng)
+        if kind == "resize":
+            if not all(size > 0 for size in window):
+                raise ConfigError(f"{self.config.source}: [inputs.{self.task.image[0]}] "
+                                  "spatial_window_size: window_sampling: resize needs a full "
+                                  f"window size, got {list(window)}")
+            return ResizeSampler(window, n, self.volume_orders(), rng)
+        if kind == "weighted":
+            self._require_sampler_source(kind)
+            return WeightedSampler(window, n, rng, map_name="sampler")
+        if kind == "balanced":
+            return BalancedSampler(window, n, rng,
+                                   label_name="sampler" if self.task.sampler else "label")
+        return UniformSampler(window, n, rng)
+
+    def _require_sampler_source(self, kind: str) -> None:
+        if not self.task.sampler:
+            raise ConfigError(f"{self.config.source}: [segmentation] sampler: required for "
+                              f"window_sampling: {kind} (the input section holding the map)")
+
+    def volume_orders(self) -> dict:
+        """Interpolation order of each window name (images: their ``interp_order``; labels: 0)."""
+        image = max(self.config.inputs[self.task.image[0]].interp_order, 0)
+        sampling = self.config.inputs[self.task.sampler[0]].interp_order if self.task.sampler else 0
+        return {"image": image, "label": 0, "sampler": max(sampling, 0)}
+
+    def make_sampler(self, rng: np.random.Generator,
+                     phase: str = "training") -> Callable[[Mapping[str, np.ndarray]], list]:
+        """Windows from a subject's volumes: sampled where ``window_sampling`` says and,
+        in training, augmented in the same resampling that cuts them."""
+        sampler = self._window_sampler(rng)
         augment = self.augmenter(rng) if phase == "training" else None
         if augment is None or not augment.active:
             return sampler
-        orders = {"image": max(self.config.inputs[self.task.image[0]].interp_order, 0), "label": 0}
-        return lambda volumes: sampler(augment(volumes, {k: orders[k] for k in volumes}))
+        orders = self.volume_orders()
+        if isinstance(sampler, ResizeSampler):
+            def resized(volumes: Mapping[str, np.ndarray]) -> list:
+                windows = sampler(volumes)
+                return [{**augment({k: v for k, v in w.items() if k != "location"},
+                                   {k: orders[k] for k in w if k != "location"}),
+                         "location": w["location"]} for w in windows]
+            return resized
+
+        def augmented(volumes: Mapping[str, np.ndarray]) -> list:
+            kept = {k: v for k, v in volumes.items() if k not in sampler.exclude}
+            kept_orders = {k: orders[k] for k in kept}
+            return [augment.window(kept, kept_orders, box)
+                    for box in sampler.locations(volumes, sampler.samples_per_volume)]
+        return augmented
 
     # -- model --------------------------------------------------------------------
     def build_network(self) -> Any:
@@ -159,28 +205,63 @@ class SegmentationApplication(BaseApplication):
                             "rename the input file (no '/', '\\\\' or leading '.')")
         return folder / name
 
-    def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool) -> Path:
+    def infer_subject(self, subject: Subject, predict: PredictFn, *, overwrite: bool,
+                      progress: Optional[Callable[[int, int], None]] = None) -> Path:
         path = self.output_path(subject)
         if path.exists() and not overwrite:
             raise ImageError(f"{path} exists; pass --overwrite to replace it")
         prepared = self.preprocess(subject, with_label=False)
         volume = prepared.volumes["image"]
-        inference = self.config.inference
-        sampler = GridSampler(volume, self.inference_window(volume.shape[:3]), inference.border)
-        aggregator = GridAggregator(sampler, self.num_classes, fill_constant=inference.fill_constant)
-        for windows, locations in sampler.batches(self.config.network.batch_size):
-            outputs = predict(windows)
-            aggregator.add(_softmax(outputs) if self.task.softmax else outputs, locations)
-        result = aggregator.result()
+        if self.config.inference.tta == "flip":
+            predict = flip_tta(predict)
+        if self.config.network.window_sampling == "resize":
+            result = self._infer_resized(volume, predict, progress)
+        else:
+            result = self._infer_grid(volume, predict, progress)
         if self.task.output_prob:
             array = self.preprocessor.restore(result, prepared.geometry, labels=False)
         else:
-            indices = np.argmax(result, axis=-1).astype(np.int32)
-            array = self.preprocessor.restore(indices, prepared.geometry, labels=True)
+            array = self.preprocessor.restore(result.astype(np.int32, copy=False),
+                                              prepared.geometry, labels=True)
             if self.preprocessor.label_mapping is None:
-                array = array.astype(np.uint8 if self.num_classes <= 256 else np.int16)
+                array = array.astype(label_dtype(self.num_classes), copy=False)
         return write_image(array, prepared.source.affine, path, overwrite=overwrite,
                            xform_codes=prepared.source.xform_codes)
+
+    def _outputs(self, predict: PredictFn, windows: np.ndarray) -> np.ndarray:
+        outputs = predict(windows)
+        return _softmax(outputs) if self.task.softmax else outputs
+
+    def _infer_grid(self, volume: np.ndarray, predict: PredictFn,
+                    progress: Optional[Callable[[int, int], None]]) -> np.ndarray:
+        """Sliding windows, streamed into the aggregator: class indices ``(x, y, z)``
+        (only a slab of probabilities is ever held) or probabilities ``(x, y, z, C)``."""
+        inference = self.config.inference
+        sampler = GridSampler(volume, self.inference_window(volume.shape[:3]), inference.border,
+                              overlap=inference.overlap)
+        aggregator = GridAggregator(
+            sampler, self.num_classes, mode=inference.aggregation,
+            output="probabilities" if self.task.output_prob else "labels",
+            fill_constant=inference.fill_constant)
+        done = 0
+        for windows, locations in sampler.batches(self.config.network.batch_size):
+            aggregator.add(self._outputs(predict, windows), locations)
+            done += len(windows)
+            if progress is not None:
+                progress(done, len(sampler))
+        return aggregator.result()
+
+    def _infer_resized(self, volume: np.ndarray, predict: PredictFn,
+                       progress: Optional[Callable[[int, int], None]]) -> np.ndarray:
+        """The whole volume zoomed to the training window, and the output zoomed back."""
+        window = self.training_window()
+        zoomed = resize_to(volume, window, self.volume_orders()["image"])
+        aggregator = ResizeAggregator(volume.shape[:3], self.num_classes, order=1)
+        aggregator.add(self._outputs(predict, zoomed[None]))
+        if progress is not None:
+            progress(1, 1)
+        result = aggregator.result()
+        return result if self.task.output_prob else np.argmax(result, axis=-1)
 
     # -- evaluation ---------------------------------------------------------------
     def evaluation_labels(self) -> List[int]:

@@ -36,7 +36,7 @@ class SegmentationConfig:
     image: tuple[str, ...] = option((), InputRefs(), True, required=_IMAGE)
     label: tuple[str, ...] = option((), InputRefs(), True)
     weight: tuple[str, ...] = option((), InputRefs())
-    sampler: tuple[str, ...] = option((), InputRefs())
+    sampler: tuple[str, ...] = option((), InputRefs(), True)
     inferred: tuple[str, ...] = option((), InputRefs(), True)
     value: tuple[str, ...] = option((), InputRefs())
     num_classes: int = option(-1, Int(ge=2, note=_CLASSES), True, required=_CLASSES_REQUIRED)

@@ -5,6 +5,7 @@ kind, support). Key names, defaults and choices follow NiftyNet 0.6
 (``niftynet/utilities/user_parameters_default.py``); niftykit adds
 ``system.seed``, ``system.strategy``, ``system.strict_subjects``,
 ``system.grid_tolerance_mm``, ``system.cache_size_mb``, ``system.cache_dir``,
+``system.queue_size_mb``, ``inference.aggregation``, ``inference.overlap``, ``inference.tta``,
 ``network.params``, ``network.precision``, the per-source ``ct_window``,
 ``percentile_clip`` and ``replace_nonfinite``, and the augmentations
 ``training.gamma_range`` and ``training.noise_std``.
@@ -87,6 +88,7 @@ class SystemConfig:
     grid_tolerance_mm: float = option(1e-3, Float(ge=0), True)
     cache_size_mb: int = option(2048, Int(ge=0), True)
     cache_dir: Path | None = option(None, PathValue(MODEL_DIR, optional=True), True)
+    queue_size_mb: int = option(512, Int(ge=1), True)
 
 
 @dataclass
@@ -105,7 +107,8 @@ class NetworkConfig:
     volume_padding_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
     volume_padding_mode: str = option("minimum", Choice(PAD_MODES), True)
     volume_padding_to_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
-    window_sampling: str = option("uniform", Choice(SAMPLINGS), ("uniform",))
+    window_sampling: str = option("uniform", Choice(SAMPLINGS),
+                                  ("uniform", "weighted", "balanced", "resize"))
     force_output_identity_resizing: bool = option(False, Bool())
     queue_length: int = option(5, Int(ge=1), True)
     multimod_foreground_type: str = option("and", Choice(("and", "or", "multi")), True)
@@ -183,6 +186,10 @@ class InferenceConfig:
     output_interp_order: int = option(0, Int(ge=-1, le=3), True)
     border: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
     fill_constant: float = option(0.0, Float(), True)
+    # niftykit: how overlapping grid windows are combined, and test-time augmentation
+    aggregation: str = option("crop", Choice(("crop", "mean", "gaussian")), True)
+    overlap: float = option(0.0, Float(ge=0, lt=1), True)
+    tta: str = option("none", Choice(("none", "flip")), True)
 
 
 @dataclass

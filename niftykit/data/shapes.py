@@ -4,8 +4,8 @@ Each subject is ``<id>_image.nii.gz`` (float32, arbitrary units) and
 ``<id>_label.nii.gz`` (uint8: 0 background, 1 ball, 2 box) on an anisotropic,
 slightly oblique grid, so that geometry bugs show. The two objects overlap
 in intensity with the noisy background only a little, and lie anywhere in the
-volume (the ball may cover part of the box): a network learns them in a few
-hundred iterations on a CPU. Same seed, identical files.
+volume without touching: a network learns them in a few hundred iterations on
+a CPU. Same seed, identical files.
 """
 
 from __future__ import annotations
@@ -34,17 +34,23 @@ def shapes_affine(spacing: Sequence[float] = (1.0, 1.2, 1.5), angle_deg: float =
 
 
 def _subject(rng: np.random.Generator, shape: Tuple[int, int, int]) -> Tuple[np.ndarray, np.ndarray]:
-    """One image and label; the objects' positions vary over the whole volume, so a
-    network has to find them by intensity and shape, not by where they usually are."""
+    """One image and label; the objects' positions vary over the whole volume (they do
+    not overlap), so a network has to find them by intensity and shape, not by where
+    they usually are."""
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1)
     size = np.array(shape, dtype=float)
+    for _ in range(100):
+        extent = np.maximum((rng.uniform(0.2, 0.35, 3) * size).astype(int), 2)
+        low = np.array([rng.integers(0, s - e + 1) for s, e in zip(shape, extent)])
+        box = np.all((grid >= low) & (grid < low + extent), axis=-1)
+        radius = rng.uniform(0.12, 0.2) * size.min()
+        centre = np.array([rng.uniform(radius, s - radius) for s in size])
+        ball = np.linalg.norm(grid - centre, axis=-1) <= radius
+        if not np.any(ball & box):
+            break
     label = np.zeros(shape, dtype=np.uint8)
-    extent = np.maximum((rng.uniform(0.2, 0.35, 3) * size).astype(int), 2)
-    low = np.array([rng.integers(0, s - e + 1) for s, e in zip(shape, extent)])
-    label[np.all((grid >= low) & (grid < low + extent), axis=-1)] = 2
-    radius = rng.uniform(0.12, 0.2) * size.min()
-    centre = np.array([rng.uniform(radius, s - radius) for s in size])
-    label[np.linalg.norm(grid - centre, axis=-1) <= radius] = 1
+    label[box] = 2
+    label[ball] = 1
     levels = [0.0, rng.uniform(0.9, 1.1), rng.uniform(0.4, 0.6)]
     image = np.choose(label, levels).astype(np.float32)
     image += rng.normal(0.0, 0.15, shape).astype(np.float32)

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from niftykit.engine.checkpoint import Checkpointer, check_checkpoint
+from niftykit.engine.progress import ProgressBar
 from niftykit.engine.runtime import import_tensorflow, precision_policy
 from niftykit.errors import DataError, NiftykitError
 from niftykit.io import write_csv
@@ -94,7 +95,8 @@ def infer(app: Any, *, overwrite: bool = False, debug: bool = False) -> List[Pat
     written = []
     for number, subject in enumerate(subjects, 1):
         tic = time.perf_counter()
-        path = app.infer_subject(subject, predict, overwrite=overwrite)
+        bar = ProgressBar(f"[{number}/{len(subjects)}] {subject.id}")
+        path = app.infer_subject(subject, predict, overwrite=overwrite, progress=bar)
         written.append((subject.id, os.fspath(path)))
         log.info("[%d/%d] %s -> %s (%.1fs)", number, len(subjects), subject.id, path,
                  time.perf_counter() - tic)

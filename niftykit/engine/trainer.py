@@ -66,12 +66,12 @@ def _spec(app: Any, subject: Any) -> Dict[str, tuple]:
 
 
 def _dataset(app: Any, subjects: Sequence[Any], phase: str, spec: Mapping, seed: int,
-             errors: _Errors) -> Any:
+             errors: _Errors, capacity: int) -> Any:
     from niftykit.sampler.pipeline import window_dataset
     cfg = app.config
     return window_dataset(
         _window_source(app, subjects, phase, seed, errors), spec,
-        batch_size=cfg.network.batch_size, queue_length=cfg.network.queue_length,
+        batch_size=cfg.network.batch_size, capacity=capacity,
         num_workers=min(cfg.system.num_threads, len(subjects)), seed=seed)
 
 
@@ -130,14 +130,18 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
     subjects, validation = _prepare(app)
     _preflight(app, subjects, validation)
     spec = _spec(app, subjects[0])
-    from niftykit.sampler.pipeline import queue_bytes
-    log.info("training on %d subjects (%d for validation); windows %s; patch queue %d windows, "
-             "about %.1f MB", len(subjects), len(validation),
-             {k: list(s) for k, (s, _) in spec.items()}, cfg.network.queue_length,
-             queue_bytes(spec, cfg.network.queue_length) / 1e6)
+    from niftykit.sampler.pipeline import plan_queue
+    queue = plan_queue(spec, queue_mb=cfg.system.queue_size_mb,
+                       queue_length=cfg.network.queue_length,
+                       samples_per_volume=cfg.training.sample_per_volume,
+                       batch_size=cfg.network.batch_size)
+    log.info("training on %d subjects (%d for validation); windows %s; %s", len(subjects),
+             len(validation), {k: list(s) for k, (s, _) in spec.items()}, queue.describe())
     errors = _Errors()
-    batches = iter(_dataset(app, subjects, "training", spec, cfg.system.seed, errors))
-    val_batches = (iter(_dataset(app, validation, "validation", spec, cfg.system.seed + 1, errors))
+    batches = iter(_dataset(app, subjects, "training", spec, cfg.system.seed, errors,
+                            queue.capacity))
+    val_batches = (iter(_dataset(app, validation, "validation", spec, cfg.system.seed + 1, errors,
+                                 max(cfg.network.batch_size, cfg.network.queue_length)))
                    if validation else None)
     with precision_policy(cfg.network.precision):
         model = app.build_network()

@@ -4,7 +4,8 @@ numpy, scipy, nibabel and scikit-image only; nothing here imports TensorFlow
 or the sampler. The preprocessing pieces live in their own modules
 (:mod:`~niftykit.io.geometry`, :mod:`~niftykit.io.intensity`,
 :mod:`~niftykit.io.histogram`, :mod:`~niftykit.io.labels`,
-:mod:`~niftykit.io.augment`, :mod:`~niftykit.io.preprocess`,
+:mod:`~niftykit.io.augment` with :mod:`~niftykit.io.deform`, :mod:`~niftykit.io.warp`
+and :mod:`~niftykit.io.intensity_augment`, :mod:`~niftykit.io.preprocess`,
 :mod:`~niftykit.io.cache`, :mod:`~niftykit.io.readers`).
 """
 

@@ -1,14 +1,21 @@
-"""Training-time augmentation of one sample: flips, one composed spatial warp, intensity changes.
+"""Training-time augmentation of one sample, or of one window of it: flips, one warp, intensity.
 
 A sample is a mapping of volumes ``(x, y, z, channels)`` on one voxel grid, each with its
-interpolation order (0 for label maps). Per call, with draws from the caller's
-``numpy.random.Generator`` in a fixed sequence (so a seed reproduces a run):
+interpolation order (0 for label maps). :meth:`Augmenter.__call__` augments the whole grid;
+:meth:`Augmenter.window` augments only a box ``[lo, hi)`` of it (a training window), with the same
+transforms about the window's centre, evaluated on the window's voxels alone and resampled once
+from the full volume, so a 64^3 window of a 256x256x128 volume costs what a 64^3 volume would.
+Per call, with draws from the caller's ``numpy.random.Generator`` in a fixed sequence (so a seed
+reproduces a run):
 
 1. **Flip** (NiftyNet ``rand_flip.py``, ``random_flipping_axes``): each listed axis is reversed
    with probability 0.5. Alone it is ``np.flip``; with a warp it joins the coordinate map (a flip
    is affine), so a sample is still resampled once.
-2. **Spatial warp**, composed into one coordinate map and one resampling per volume (see
-   :mod:`niftykit.io.deform` for the maths), about the volume centre, output grid = input grid:
+2. **Spatial warp**, composed into one coordinate map ``x(y) = w + A (y + d(y) - c)`` from output
+   voxel ``y`` to input voxel ``x`` and one resampling per volume (:mod:`niftykit.io.deform` for
+   the maths, :mod:`niftykit.io.warp` for the resampling). The output grid is the volume, or the
+   window; ``c`` is its centre and ``w`` the point it lands on (the volume's or the window's
+   centre), so without a transform a window is exactly its crop:
 
    * scaling (``rand_spatial_scaling.py``, ``scaling_percentage``): zoom
      ``s = (100 + U(min, max)) / 100`` per axis (one draw for all axes if ``isotropic_scaling``);
@@ -20,49 +27,53 @@ interpolation order (0 for label maps). Per call, with draws from the caller's
      matrix called its (x, y)-plane turn ``angle_x``; here ``rotation_x`` turns about x, as named.
    * elastic (``rand_elastic_deform.py``, ``do_elastic_deformation``): with probability
      ``proportion_to_deform``, a cubic B-spline displacement on SimpleITK's grid of
-     ``num_ctrl_points`` intervals (``num_ctrl_points + 3`` coefficients) per axis, coefficients
+     ``num_ctrl_points`` intervals (``num_ctrl_points + 3`` coefficients) per axis across the
+     output grid (for a window: across the window, a finer grid than the volume's), coefficients
      ``N(0, deformation_sigma^2)`` in **voxels of the image**. That is NiftyNet's unit: it built
      the SimpleITK image from a bare array (spacing 1 mm) and added ``randn * sigma`` to the
      transform parameters, which ITK reads as physical displacements, i.e. voxels of the image, not
      of the control grid. They are spline coefficients, not point displacements: the displacement
      of a voxel has standard deviation 0.31-0.35 sigma in 3-D (0.68-0.71 sigma in 2-D).
-   * out-of-volume samples take the nearest edge voxel, for images and labels.
-3. **Intensity**, on floating-point volumes with order > 0 only (never on labels), in this order:
+   * out-of-volume samples take the nearest edge voxel, for images and labels (a window may
+     reach outside the volume; it is then edge-padded, as a crop would be).
+3. **Intensity** (:mod:`niftykit.io.intensity_augment`), on floating-point volumes with
+   order > 0 only (never on labels), in this order:
 
    * bias field (``rand_bias_field.py``, ``bias_field_range``, ``bf_order``):
      ``x * exp(sum_{i+j+k <= order} c_ijk u^i v^j w^k)``, ``c_ijk ~ U(min, max)``, with ``u, v, w``
-     the voxel coordinates scaled to ``[-1, 1]``; one field per sample for all images.
+     the output grid's voxel coordinates (the window's) scaled to ``[-1, 1]``; one field per sample
+     for all images.
    * gamma: ``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g``, ``g ~ U(gamma_range)``, ``lo, hi``
-     the channel's minimum and maximum.
+     the channel's minimum and maximum (over the output: the window).
    * noise: ``x + N(0, (r * std(x))^2)`` per voxel, ``r ~ U(noise_std)`` once per sample.
 
-2-D samples (``z == 1``) are rotated about z only and never scaled or deformed along z.
-Volumes with a negative order are passed through untouched (NiftyNet's convention).
+2-D samples and windows (``z == 1``) are rotated about z only and never scaled or deformed along
+z. Volumes with a negative order are passed through untouched (for a window: cropped), NiftyNet's
+convention.
 
-Speed: a 128^3 float32 image (order 1) with its int32 label (order 0), rotation, scaling and
-elastic deformation together (NiftyNet's defaults), takes about 75 ms (median; 120 ms with
-``threads=1``) on the project's 2-core machine; TorchIO 1.2.1 ``RandomAffine`` then
-``RandomElasticDeformation`` on the same pair took about 1.0 s there. Nearly all of it is the two
-``map_coordinates`` calls; the coordinate map costs about 10 ms, the anti-aliasing blur about 5 ms.
+Speed on the project's 2-core VM (CPU time per call, medians, measured while other jobs kept both
+cores busy): one 64^3 window of a 256x256x128 volume, a float32 image (order 1) with its int32 label
+(order 0), rotation, scaling and elastic deformation together, takes about 8 ms on one thread
+(7 ms without anti-aliasing, 12 ms adding flips, bias field, gamma and noise, 0.2 ms for a plain
+crop), so two sampler workers can draw well over 120 augmented windows a second. The same pair as
+a cropped 64^3 patch took about 240 ms through TorchIO 1.2.1 ``RandomAffine`` then
+``RandomElasticDeformation``, and 190 ms through MONAI 1.6 ``Rand3DElasticd`` (one torch thread).
+A whole 128^3 volume takes about 50 ms, a whole 256x256x128 volume about 220 ms.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from niftykit.errors import ConfigError
-from niftykit.io.deform import (
-    SpatialTransform,
-    antialias_sigma,
-    blur,
-    contract,
-    rotation_matrix,
-    warp,
-)
+from niftykit.io.deform import SpatialTransform, antialias_sigma, rotation_matrix
+from niftykit.io.intensity_augment import add_noise, bias_field, gamma_transform
+from niftykit.io.warp import Workspace, crop, warp
 
 __all__ = ["Augmenter"]
 
@@ -97,6 +108,9 @@ def _range(value: Range | None, key: str, low: float = -np.inf,
 class Augmenter:
     """Random flips, scaling, rotation, elastic deformation, bias field, gamma and noise.
 
+    Call it on a whole sample, or use :meth:`window` for one training window of it. Scratch
+    memory is kept between calls, one :class:`~niftykit.io.warp.Workspace` per calling thread.
+
     Args:
         rng: the source of every random draw (seed it for reproducible runs).
         flip_axes: axes (0, 1, 2) each reversed with probability 0.5 (``random_flipping_axes``;
@@ -116,8 +130,9 @@ class Augmenter:
         bf_order: total degree of the bias field polynomial.
         gamma_range: ``(min, max)`` of the gamma exponent, e.g. ``(0.7, 1.5)``.
         noise_std: ``(min, max)`` std of additive Gaussian noise, relative to the channel's std.
-        threads: threads for resampling (default ``min(2, os.cpu_count())``); pass 1 when
-            several sampler processes already share the cores.
+        threads: at most this many resampling threads (default ``min(2, os.cpu_count())``), one
+            per 2^18 output voxels: a 64^3 window or smaller runs on the calling thread. Pass 1
+            when several sampler processes already share the cores.
 
     Raises:
         ConfigError: a range is not ``(min, max)`` or a value is out of bounds.
@@ -150,6 +165,18 @@ class Augmenter:
         self.gamma_range = _range(gamma_range, "gamma_range", low=0.0, strict=True)
         self.noise_std = _range(noise_std, "noise_std", low=0.0)
         self.threads = int(threads) if threads else min(2, os.cpu_count() or 1)
+        self._workspaces: dict[int, Workspace] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickle the settings and ``rng``, not the scratch memory."""
+        return {**self.__dict__, "_workspaces": {}}
+
+    def _scratch(self) -> Workspace:
+        """The calling thread's scratch memory."""
+        workspace = self._workspaces.get(threading.get_ident())
+        if workspace is None:
+            workspace = self._workspaces[threading.get_ident()] = Workspace()
+        return workspace
 
     @property
     def active(self) -> bool:
@@ -178,12 +205,49 @@ class Augmenter:
             ValueError: the volumes are not 4-D on one grid, or an order is missing.
         """
         shape = _check(volumes, orders)
-        draw = self._draw(shape)
+        return self._augment(volumes, orders, np.zeros(3, dtype=int), np.asarray(shape))
+
+    def window(self, volumes: Mapping[str, np.ndarray], orders: Mapping[str, int],
+               location: Sequence[int]) -> dict[str, np.ndarray]:
+        """Augment one window of a sample, resampling only the window's voxels.
+
+        One draw of every transform, as :meth:`__call__` makes for a whole volume, but about the
+        window's centre and on the window's grid: the composed map is built for the window's
+        voxels and each volume is sampled once from the full volume (no crop, then warp), edge
+        voxels repeated outside it. The elastic control grid spans the window
+        (``num_ctrl_points`` intervals across the window, ``deformation_sigma`` still in
+        voxels), and the bias field and the gamma and noise statistics are the window's.
+        Without a spatial transform the window is the exact crop (flipped if drawn).
+
+        Args:
+            volumes: name to full ``(x, y, z, channels)`` array, all on one spatial grid.
+            orders: name to spline order, as for :meth:`__call__` (negative: plain crop).
+            location: ``[x0, y0, z0, x1, y1, z1]`` voxel box, ``x1 > x0`` etc.; it may reach
+                outside the volume. A box with ``z1 - z0 == 1`` is a 2-D window.
+
+        Returns:
+            Name to C-contiguous ``(x1 - x0, y1 - y0, z1 - z0, channels)`` window of the
+            volume's dtype, and ``"location"``: the box as an int32 ``(6,)`` array.
+
+        Raises:
+            ValueError: the volumes are not 4-D on one grid, an order is missing, or the box
+                is not 6 integers with ``lo < hi``.
+        """
+        _check(volumes, orders)
+        lo, hi = _box(location)
+        out = self._augment(volumes, orders, lo, hi)
+        out["location"] = np.concatenate([lo, hi]).astype(np.int32)
+        return out
+
+    def _augment(self, volumes: Mapping[str, np.ndarray], orders: Mapping[str, int],
+                 lo: np.ndarray, hi: np.ndarray) -> dict[str, np.ndarray]:
+        """Augment the box ``[lo, hi)`` of checked volumes (the whole grid for ``__call__``)."""
+        draw = self._draw(hi - lo)
         if draw.transform is None:
-            out = {name: _flip(v, draw.flips if orders[name] >= 0 else ())
+            out = {name: _flip(crop(v, lo, hi), draw.flips if orders[name] >= 0 else ())
                    for name, v in volumes.items()}
         else:
-            out = self._warp(volumes, orders, draw)
+            out = self._warp(volumes, orders, draw, lo, hi)
         images = [v for name, v in out.items() if orders[name] > 0 and v.dtype.kind == "f"]
         if images:
             self._intensity(images, draw)
@@ -214,44 +278,40 @@ class Augmenter:
         noise = rng.uniform(*self.noise_std) if self.noise_std is not None else None
         return _Draw(flips, transform, zoom, bias, gamma, noise)
 
-    def _warp(self, volumes: Mapping[str, np.ndarray], orders: Mapping[str, int],
-              draw: _Draw) -> dict[str, np.ndarray]:
+    def _warp(self, volumes: Mapping[str, np.ndarray], orders: Mapping[str, int], draw: _Draw,
+              lo: np.ndarray, hi: np.ndarray) -> dict[str, np.ndarray]:
         """Resample every volume with order >= 0 once; the flips join the map (a flip is affine)."""
         rank = draw.transform.matrix.shape[0]
         signs = np.array([-1.0 if axis in draw.flips else 1.0 for axis in range(rank)])
+        centre = (lo + hi - 1.0)[:rank] / 2.0
         transform = SpatialTransform(signs[:, None] * draw.transform.matrix,
-                                     draw.transform.coefficients)
-        sigma = antialias_sigma(draw.zoom[:rank]) if self.antialiasing else np.zeros(rank)
+                                     draw.transform.coefficients, centre)
+        sigma = antialias_sigma(draw.zoom[:rank]) if self.antialiasing else None
         out, sources = {}, []
         for name, volume in volumes.items():
-            out[name] = np.empty_like(volume, order="C")
             if orders[name] < 0:
-                out[name][...] = volume
+                out[name] = crop(volume, lo, hi)
                 continue
-            for c in range(volume.shape[-1]):
-                source, target = _spatial(volume, c, rank), _spatial(out[name], c, rank)
-                if orders[name] > 0 and sigma.any():
-                    source = blur(source, sigma)
-                sources.append((source, orders[name], target))
+            out[name] = np.empty((*(hi - lo), volume.shape[-1]), dtype=volume.dtype)
+            sources.append((_spatial(volume, rank, lo[2]), orders[name], _spatial(out[name], rank)))
         if sources:
-            warp(sources, transform, self.threads)
+            warp(sources, transform, self.threads, sigma, self._scratch())
         return out
 
     def _intensity(self, images: list[np.ndarray], draw: _Draw) -> None:
         """Bias field, gamma and noise, in place, on floating-point image volumes."""
         if draw.bias is not None:
-            field = _bias_field(draw.bias, images[0].shape[:3])[..., None]
+            field = bias_field(draw.bias, images[0].shape[:3])[..., None]
             for volume in images:
                 volume *= field
         for volume in images:
             for c in range(volume.shape[-1]):
                 channel = volume[..., c]
                 if draw.gamma is not None:
-                    _gamma(channel, draw.gamma)
+                    gamma_transform(channel, draw.gamma)
                 if draw.noise is not None:
-                    std = draw.noise * float(channel.std())
-                    noise = self.rng.standard_normal(channel.shape, dtype=np.float32)
-                    channel += std * noise
+                    scratch = self._scratch().array("noise", channel.shape, np.float32)
+                    add_noise(channel, draw.noise, self.rng, scratch)
 
 
 def _flip_axes(axes: Sequence[int]) -> tuple[int, ...]:
@@ -286,39 +346,20 @@ def _check(volumes: Mapping[str, np.ndarray], orders: Mapping[str, int]) -> tupl
     return next(iter(shapes.values()))[:3]
 
 
+def _box(location: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` of a ``[x0, y0, z0, x1, y1, z1]`` window box; raises ValueError if malformed."""
+    box = np.asarray(location)
+    if box.shape != (6,) or box.dtype.kind not in "iu" or not np.all(box[:3] < box[3:]):
+        raise ValueError(f"Augmenter.window: location must be 6 integers [x0, y0, z0, x1, y1, z1] "
+                         f"with x0 < x1, y0 < y1, z0 < z1, got {location!r}")
+    return box[:3].astype(int), box[3:].astype(int)
+
+
 def _flip(volume: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """A C-contiguous copy of ``volume`` reversed along ``axes``."""
-    flipped = np.flip(volume, axes) if axes else volume
-    return np.array(flipped, order="C", copy=True)
+    """``volume`` (a new array) reversed along ``axes``, C-contiguous."""
+    return np.ascontiguousarray(np.flip(volume, axes)) if axes else volume
 
 
-def _spatial(volume: np.ndarray, channel: int, rank: int) -> np.ndarray:
-    """Channel ``channel`` as an ``(x, y, z)`` view, or ``(x, y)`` for a 2-D sample."""
-    return volume[:, :, 0, channel] if rank == 2 else volume[..., channel]
-
-
-def _bias_field(coefficients: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """``exp`` of the polynomial of total degree ``order`` with the given coefficients.
-
-    Args:
-        coefficients: ``(order + 1,) * 3`` array; terms with ``i + j + k > order`` are ignored.
-        shape: ``(x, y, z)``; coordinates run over ``[-1, 1]`` (a single slice sits at 0).
-
-    Returns:
-        ``(x, y, z)`` float32 multiplicative field.
-    """
-    order = coefficients.shape[0] - 1
-    degree = np.add.outer(np.add.outer(np.arange(order + 1), np.arange(order + 1)), np.arange(order + 1))
-    field = np.where(degree <= order, coefficients, 0.0)
-    for axis, size in enumerate(shape):
-        coordinate = np.linspace(-1.0, 1.0, size) if size > 1 else np.zeros(1)
-        field = contract(coordinate[:, None] ** np.arange(order + 1)[None, :], field, axis)
-    return np.exp(field).astype(np.float32)
-
-
-def _gamma(channel: np.ndarray, gamma: float) -> None:
-    """``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** gamma`` in place; constant channels stay."""
-    lo, hi = float(channel.min()), float(channel.max())
-    if hi > lo:
-        scaled = np.clip((channel - lo) / (hi - lo), 0.0, 1.0)
-        channel[...] = lo + (hi - lo) * scaled**gamma
+def _spatial(volume: np.ndarray, rank: int, z: int = 0) -> np.ndarray:
+    """``(x, y, z, channels)``, or slice ``z`` (clipped into the volume) as ``(x, y, channels)``."""
+    return volume[:, :, min(max(z, 0), volume.shape[2] - 1)] if rank == 2 else volume

@@ -1,65 +1,65 @@
 """One composed coordinate map per sample: scaling, rotation and a B-spline deformation.
 
-The augmentation of :mod:`niftykit.io.augment` resamples every volume of a sample **once**, through
-one map from output voxel ``y`` to input voxel ``x`` (voxel-index units, centre ``c = (n - 1) / 2``)::
+The augmentation of :mod:`niftykit.io.augment` resamples every volume of a sample **once**
+(:mod:`niftykit.io.warp`), through one map from output voxel ``y`` to input voxel ``x``, both in
+voxel-index units::
 
-    x(y) = c + A (y + d(y) - c),        A = S^-1 R^T
+    x(y) = w + A (y + d(y) - c),        A = S^-1 R^T
 
-which is NiftyNet's chain "scaling, then rotation, then elastic deformation" written backwards
-(``S = diag(zoom)`` magnifies the content about ``c``, ``R`` rotates it, ``d`` is the elastic
-displacement in output voxels). Chaining three resamplings would blur the image three times and
-cost three times; composing them costs one interpolation per voxel.
+with ``c = (n - 1) / 2`` the centre of the output grid and ``w`` the input point it lands on: the
+volume centre when the output grid is the whole volume, the window centre ``(lo + hi - 1) / 2``
+when it is a training window ``[lo, hi)`` of a larger volume (so a window is transformed about its
+own centre, and with ``A = I, d = 0`` it is exactly the crop). This is NiftyNet's chain "scaling,
+then rotation, then elastic deformation" written backwards (``S = diag(zoom)`` magnifies the
+content about ``w``, ``R`` rotates it, ``d`` is the elastic displacement in output voxels).
+Chaining three resamplings would blur the image three times and cost three times; composing them
+costs one interpolation per voxel.
 
 **B-spline field.** ``d`` is a cubic B-spline transform as SimpleITK builds it in NiftyNet's
-``rand_elastic_deform.py`` (``sitk.BSplineTransformInitializer(image, [m] * rank)``): the
-transform domain is the image's full extent plus ITK's 1/8-voxel margin, voxel index ``-0.625`` to
-``n - 0.375``, cut into ``m`` intervals of ``h = (n + 0.25) / m`` voxels, carrying ``m + 3``
-coefficients per axis (control point ``k`` at ``-0.625 + (k - 1) h``), so that along one axis
-``d(y) = sum_k c_k beta3((y + 0.625) / h + 1 - k)`` (checked against SimpleITK 2.5 to 1e-6 voxel).
+``rand_elastic_deform.py`` (``sitk.BSplineTransformInitializer(image, [m] * rank)``), laid on the
+output grid (the whole image, or the window: ``m`` intervals across the window, so a small window
+is deformed on a finer grid than its volume would be): the transform domain is the grid's extent
+plus ITK's 1/8-voxel margin, voxel index ``-0.625`` to ``n - 0.375``, cut into ``m`` intervals of
+``h = (n + 0.25) / m`` voxels, carrying ``m + 3`` coefficients per axis (control point ``k`` at
+``-0.625 + (k - 1) h``), so that along one axis ``d(y) = sum_k c_k beta3((y + 0.625) / h + 1 - k)``
+(checked against SimpleITK 2.5 to 1e-6 voxel).
 The field is a tensor product, evaluated exactly and separably (one small matrix product per
 output slab) rather than by zooming a coarse grid.
 
 **Every map is a low-rank product.** The affine part is linear in ``y`` and the B-spline weights
 along x sum to one, so coordinate ``a`` of the map for an x-slab is ``B_x[slab] @ T_a`` with
 ``B_x = [beta3 weights | y_x]`` of shape ``(n_x, m + 4)`` and ``T_a`` of shape
-``(m + 4, n_y, n_z)`` built once per sample; a float32 slab costs one small product.
+``(m + 4, n_y, n_z)`` built once per sample; a float32 slab costs one small product. The same
+factors bound the map cheaply (weights are non-negative): :mod:`niftykit.io.warp` reads only the
+block of the input that a window's map can reach.
 
 **Anti-aliasing.** Where the content is shrunk (zoom ``s < 1`` along an axis), images are blurred
 first with the Gaussian of Cardoso et al., "Scale factor point spread function matching: beyond
 aliasing in image resampling", MICCAI 2015 (as NiftyNet's ``rand_spatial_scaling.py``):
-``sigma = sqrt(1 / s^2 - 1) / (2 sqrt(2 ln 2))`` input voxels.
+``sigma = sqrt(1 / s^2 - 1) / (2 sqrt(2 ln 2))`` input voxels (:func:`niftykit.io.warp.blur`).
 
-Outside the volume, samples take the nearest edge voxel (``mode="nearest"``), for images and
-labels alike: no artificial zero border that a label would not share.
+Outside the volume, samples take the nearest edge voxel (scipy's ``mode="nearest"``), for images
+and labels alike: no artificial zero border that a label would not share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
-from scipy import ndimage as ndi
 
 __all__ = [
     "SpatialTransform",
     "antialias_sigma",
-    "blur",
     "bspline_basis",
     "contract",
     "rotation_matrix",
-    "warp",
 ]
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-_MODE = "nearest"
 #: ITK widens the B-spline domain by 1/8 voxel on each side (itkBSplineTransformInitializer.hxx).
 _DOMAIN_EPSILON = 0.125
-#: dtypes scipy.ndimage interpolates natively (anything else goes through float32).
-_NATIVE = {np.dtype(t) for t in ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
-                                 "uint32", "int64", "uint64")}
 
 
 def rotation_matrix(angles: Sequence[float]) -> np.ndarray:
@@ -124,10 +124,13 @@ class SpatialTransform:
         matrix: ``(rank, rank)`` linear part ``A = S^-1 R^T``, output to input voxels.
         coefficients: ``(rank, m + 3, ...)`` B-spline displacement coefficients in output voxels
             (``rank`` grids of ``m + 3`` per axis), or ``None`` without elastic deformation.
+        centre: ``(rank,)`` input voxel ``w`` that the output grid's centre maps to (a window's
+            centre in its volume), or ``None`` for the output grid's own centre.
     """
 
     matrix: np.ndarray
     coefficients: np.ndarray | None = None
+    centre: np.ndarray | None = None
 
     def factors(self, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The low-rank factors of the map on a grid of ``shape``.
@@ -142,7 +145,8 @@ class SpatialTransform:
         rank = len(shape)
         centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
         grids = [np.arange(n, dtype=np.float64) for n in shape]
-        offset = centre - self.matrix @ centre
+        target = centre if self.centre is None else np.asarray(self.centre, dtype=np.float64)
+        offset = target - self.matrix @ centre
         rest = np.zeros((rank, *shape[1:]))
         for a in range(rank):
             rest[a] += offset[a]
@@ -186,117 +190,3 @@ def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
     shape = [1] * ndim
     shape[axis] = values.size
     return values.reshape(shape)
-
-
-def _slabs(size: int, parts: int) -> list[slice]:
-    """Split ``range(size)`` into ``parts`` contiguous slices (no empty ones)."""
-    edges = np.linspace(0, size, min(parts, size) + 1).round().astype(int)
-    return [slice(int(a), int(b)) for a, b in pairwise(edges)]
-
-
-def _run(tasks: list[Callable[[], None]], threads: int) -> None:
-    """Run ``tasks`` on ``threads`` threads (scipy.ndimage and ``np.einsum`` release the GIL)."""
-    if threads <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            task()
-        return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for future in [pool.submit(task) for task in tasks]:
-            future.result()
-
-
-def blur(volume: np.ndarray, sigma: Sequence[float]) -> np.ndarray:
-    """Separable Gaussian blur with edge-replicating borders (``gaussian_filter``, mode nearest).
-
-    scipy filters a line at a time, which along the first axes of a C-ordered volume strides
-    through memory (40 ms along x for 128^3); there the kernel is applied as a sum of shifted
-    whole planes (1-3 ms). The last axis keeps ``gaussian_filter1d``.
-
-    Args:
-        volume: ``(x, y[, z])`` float array.
-        sigma: per-axis standard deviation in voxels; 0 skips the axis.
-
-    Returns:
-        The blurred volume, a new array (float64 stays float64, anything else becomes float32).
-    """
-    out = volume.astype(np.float64 if volume.dtype == np.float64 else np.float32)
-    for axis, s in enumerate(sigma):
-        if s <= 0:
-            continue
-        if axis == out.ndim - 1:
-            out = ndi.gaussian_filter1d(out, s, axis=axis, mode=_MODE)
-        else:
-            out = _blur_planes(out, s, axis)
-    return out
-
-
-def _blur_planes(volume: np.ndarray, sigma: float, axis: int) -> np.ndarray:
-    """``gaussian_filter1d(volume, sigma, axis, mode="nearest")`` as a sum of shifted planes."""
-    radius = int(4.0 * sigma + 0.5)  # scipy's default truncate=4.0
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * offsets**2 / sigma**2)
-    weights = (weights / weights.sum()).astype(volume.dtype)
-    source = np.moveaxis(volume, axis, 0)
-    out = np.empty_like(volume)
-    target = np.moveaxis(out, axis, 0)
-    np.multiply(source, weights[radius], out=target)
-    n = source.shape[0]
-    for k in range(1, radius + 1):
-        ahead, behind = weights[radius + k], weights[radius - k]
-        if k >= n:
-            target += ahead * source[-1] + behind * source[0]
-            continue
-        target[: n - k] += ahead * source[k:]
-        target[n - k :] += ahead * source[-1]
-        target[k:] += behind * source[: n - k]
-        target[:k] += behind * source[0]
-    return out
-
-
-def _prepare(source: np.ndarray, order: int) -> np.ndarray:
-    """Spline coefficients for ``order >= 2`` (computed once, not once per slab)."""
-    if source.dtype not in _NATIVE:
-        source = source.astype(np.float32)
-    if order <= 1:
-        return source
-    precision = np.float64 if source.dtype == np.float64 else np.float32
-    return ndi.spline_filter(source, order=order, output=precision, mode=_MODE)
-
-
-def _interpolate(source: np.ndarray, coords: np.ndarray, order: int, out: np.ndarray) -> None:
-    """Sample ``source`` at ``coords`` into ``out``, casting when scipy cannot write ``out`` directly."""
-    if out.dtype in _NATIVE and (order == 0 or out.dtype.kind == "f"):
-        ndi.map_coordinates(source, coords, order=order, mode=_MODE, prefilter=False, output=out)
-        return
-    values = ndi.map_coordinates(source, coords, order=order, mode=_MODE, prefilter=False,
-                                 output=np.float32)
-    if out.dtype.kind in "iub":
-        info = np.iinfo(out.dtype) if out.dtype.kind != "b" else np.iinfo(np.uint8)
-        values = np.clip(np.rint(values), info.min, info.max)
-    out[...] = values
-
-
-def warp(sources: Sequence[tuple[np.ndarray, int, np.ndarray]], transform: SpatialTransform,
-         threads: int = 1) -> None:
-    """Resample spatial volumes through one transform, each once, with its own order.
-
-    The x axis is cut into slabs; a slab's coordinate map (float32, ``rank`` planes) is built
-    once and shared by every volume, and slabs run on ``threads`` threads.
-
-    Args:
-        sources: ``(volume, order, out)`` triples: ``(x, y[, z])`` input, spline order 0-5 and a
-            same-shaped output array written in place (its dtype is kept).
-        transform: the composed map, with ``rank == volume.ndim``.
-        threads: worker threads.
-    """
-    shape = sources[0][0].shape
-    basis_x, tensor = transform.factors(shape)
-    flat = tensor.reshape(len(shape), tensor.shape[1], -1)
-    prepared = [(_prepare(np.ascontiguousarray(v), order), order, out) for v, order, out in sources]
-
-    def slab_task(part: slice) -> None:
-        coords = contract(basis_x[part], flat, 1).reshape(len(shape), -1, *shape[1:])
-        for source, order, out in prepared:
-            _interpolate(source, coords, order, out[part])
-
-    _run([lambda p=part: slab_task(p) for part in _slabs(shape[0], 2 * threads)], threads)

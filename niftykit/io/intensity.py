@@ -32,6 +32,8 @@ FOREGROUND_TYPES = ("otsu_plus", "otsu_minus", "threshold_plus", "threshold_minu
 #: NiftyNet's ``multimod_foreground_type`` values.
 MULTIMOD_FOREGROUND_TYPES = ("and", "or", "multi")
 _MIN_STD = 1e-5
+#: voxels per block of the element-wise passes: their float64 temporaries (512 KiB) stay in cache.
+_BLOCK = 1 << 16
 
 
 def _check_4d(array: np.ndarray, name: str) -> np.ndarray:
@@ -139,6 +141,23 @@ def _masked_values(channel: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return channel.ravel() if mask is None else channel[mask]
 
 
+def _row_blocks(shape: tuple) -> list:
+    """Slices of axis 0 holding about ``_BLOCK`` voxels each (at least one row)."""
+    rows = max(1, _BLOCK // max(1, int(np.prod(shape[1:], dtype=np.int64))))
+    return [slice(start, min(start + rows, shape[0])) for start in range(0, shape[0], rows)] or [slice(0, 0)]
+
+
+def _rows(mask: np.ndarray | None, rows: slice) -> np.ndarray | None:
+    return None if mask is None else mask[rows]
+
+
+def _as_float64(block: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """``block`` cast to float64 into the first rows of the reusable ``work`` buffer."""
+    target = work[: block.shape[0]]
+    target[...] = block
+    return target
+
+
 def whiten(array: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Zero mean, unit standard deviation per channel (NiftyNet's ``whitening``).
 
@@ -158,12 +177,108 @@ def whiten(array: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         DataError: a channel's mask is empty.
     """
     array = _check_4d(array, "whiten")
-    masks = _channel_masks(mask, array.shape, "whiten")
     out = np.empty(array.shape, dtype=np.float32)
+    _whiten_into(array, mask, out)
+    return out
+
+
+def _whiten_into(array: np.ndarray, mask: np.ndarray | None, out: np.ndarray) -> None:
+    """:func:`whiten` of ``array`` written into ``out``, which may be ``array`` itself.
+
+    Block by block (:func:`_row_blocks`) in float64, as :func:`whiten` always computed: two
+    passes for the mean and the standard deviation, one to write.
+    """
+    masks = _channel_masks(mask, array.shape, "whiten")
+    if array.size == 0:
+        return
     for c, channel_mask in enumerate(masks):
-        channel = array[..., c].astype(np.float64)
-        values = _masked_values(channel, channel_mask)
-        out[..., c] = (channel - values.mean()) / max(values.std(), _MIN_STD)
+        channel = array[..., c]
+        blocks = _row_blocks(channel.shape)
+        work = np.empty((blocks[0].stop - blocks[0].start, *channel.shape[1:]), dtype=np.float64)
+        total, count = 0.0, 0
+        for rows in blocks:
+            values = _masked_values(_as_float64(channel[rows], work), _rows(channel_mask, rows))
+            total += float(values.sum())
+            count += values.size
+        mean = total / count
+        squares = 0.0
+        for rows in blocks:
+            values = _masked_values(_as_float64(channel[rows], work), _rows(channel_mask, rows))
+            values -= mean
+            squares += float(np.einsum("i,i->", values, values))
+        scale = max(np.sqrt(squares / count), _MIN_STD)
+        target = out[..., c]
+        for rows in blocks:
+            values = _as_float64(channel[rows], work)
+            values -= mean
+            values /= scale
+            target[rows] = values
+
+
+def _window_and_whiten(array: np.ndarray, window: tuple[float, float] | None = None,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """``whiten(ct_window(array, *window))``, or ``whiten(array)`` without a window, fused.
+
+    The preprocessing's common case (whitening over all voxels, optionally after a CT window)
+    in two float32 passes over each channel: the window's rescaling and the whitening are both
+    affine maps, so whitening the rescaled window equals whitening the clipped values. Pass one
+    clips into the output, minus a shift close to the mean, and sums the values and their
+    squares (block by block, so that numpy's pairwise float32 sums stay accurate; the blocks'
+    sums are added in float64); pass two maps the output in place. The result agrees with
+    :func:`ct_window` then :func:`whiten` up to float32 rounding (a few units in the last place).
+
+    Args:
+        array: ``(x, y, z, channels)`` intensities.
+        window: ``(low, high)`` (e.g. HU) with ``high > low``, or None.
+        out: float32 array of ``array``'s shape to write into (any strides, e.g. a reoriented
+            view of the caller's output), or None for a new array.
+
+    Returns:
+        ``out``, or a new ``(x, y, z, channels)`` float32 array: zero mean and unit standard
+        deviation per channel (``std`` floored at 1e-5 as in :func:`whiten`).
+
+    Raises:
+        ValueError: an array that is not 4-D, or ``high <= low``.
+    """
+    array = _check_4d(array, "_window_and_whiten")
+    if window is not None and not window[1] > window[0]:
+        raise ValueError(f"ct_window: high ({window[1]}) must be greater than low ({window[0]})")
+    if out is None:
+        out = np.empty(array.shape, dtype=np.float32)
+    elif out.shape != array.shape or out.dtype != np.float32:
+        raise ValueError(f"_window_and_whiten: out must be float32 {array.shape}, got {out.dtype} {out.shape}")
+    if array.size == 0:
+        return out
+    for c in range(array.shape[3]):
+        channel, target = array[..., c], out[..., c]
+        sample = channel[::8, ::8, ::8]  # the shift: a rough mean, so that the squares do not cancel
+        if window is not None:
+            sample = np.clip(sample, *window)
+        shift = np.float32(sample.mean(dtype=np.float64))
+        blocks = _row_blocks(channel.shape)
+        work = np.empty((blocks[0].stop - blocks[0].start, *channel.shape[1:]), dtype=np.float32)
+        total = total_squares = 0.0
+        for rows in blocks:
+            values = work[: rows.stop - rows.start]  # contiguous: numpy sums it pairwise
+            if window is None:
+                values[...] = channel[rows]
+            else:
+                np.clip(channel[rows], window[0], window[1], out=values)
+            values -= shift
+            total += float(values.sum())
+            target[rows] = values
+            np.square(values, out=values)
+            total_squares += float(values.sum())
+        mean = total / channel.size  # of (value - shift)
+        std = np.sqrt(max(total_squares / channel.size - mean * mean, 0.0))
+        # whitening the rescaled window: (x - mean) * s / max(std * s, 1e-5), s = 1 / (high - low)
+        rescale = 1.0 if window is None else 1.0 / (float(window[1]) - float(window[0]))
+        factor = np.float32(rescale / max(std * rescale, _MIN_STD))
+        mean = np.float32(mean)
+        for rows in blocks:
+            values = target[rows]
+            values -= mean
+            values *= factor
     return out
 
 
@@ -187,9 +302,24 @@ def ct_window(
     if not high > low:
         raise ValueError(f"ct_window: high ({high}) must be greater than low ({low})")
     out_low, out_high = (float(v) for v in out_range)
-    clipped = np.clip(np.asarray(array, dtype=np.float64), low, high)
-    scaled = out_low + (clipped - low) * ((out_high - out_low) / (high - low))
-    return np.ascontiguousarray(scaled, dtype=np.float32)
+    array = np.asarray(array)
+    scale = (out_high - out_low) / (high - low)
+    if array.ndim == 0 or array.size == 0:
+        clipped = np.clip(np.asarray(array, dtype=np.float64), low, high)
+        return np.ascontiguousarray(out_low + (clipped - low) * scale, dtype=np.float32)
+    # block by block in float64 (the temporaries stay in cache), the same arithmetic as
+    # out_low + (clip(x, low, high) - low) * scale on the whole float64 array
+    out = np.empty(array.shape, dtype=np.float32)
+    blocks = _row_blocks(array.shape)
+    work = np.empty((blocks[0].stop - blocks[0].start, *array.shape[1:]), dtype=np.float64)
+    for rows in blocks:
+        values = _as_float64(array[rows], work)
+        np.clip(values, low, high, out=values)
+        values -= low
+        values *= scale
+        values += out_low
+        out[rows] = values
+    return out
 
 
 def percentile_clip(

@@ -30,13 +30,21 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from nibabel import orientations as ornts
 
 from niftykit.errors import DataError
 from niftykit.io.discovery import Subject
 from niftykit.io.geometry import Geometry, apply_geometry, invert_geometry, plan_geometry
 from niftykit.io.histogram import HistogramStandardiser
 from niftykit.io.image import Image, check_same_grid, read_image
-from niftykit.io.intensity import ct_window, foreground_mask, percentile_clip, whiten
+from niftykit.io.intensity import (
+    _window_and_whiten,
+    _whiten_into,
+    ct_window,
+    foreground_mask,
+    percentile_clip,
+    whiten,
+)
 from niftykit.io.labels import LabelMapping
 
 __all__ = ["SourceSettings", "Preprocessor", "Prepared", "modality_names"]
@@ -85,6 +93,9 @@ class Preprocessor:
     Args:
         images: image sources, stacked as channels in this order.
         label: the label source, or None.
+        sampler: the source of a sampling map (``segmentation.sampler``: a
+            probability map for weighted sampling, read as intensities, or a label
+            map for balanced sampling when its ``interp_order`` is 0), or None.
         num_classes: labels (including background) the network predicts.
         axcodes, pixdim: target orientation and spacing (mm), or None to keep.
         padding, pad_to, pad_mode: NiftyNet's ``volume_padding_*``.
@@ -97,6 +108,7 @@ class Preprocessor:
 
     images: Sequence[SourceSettings]
     label: Optional[SourceSettings] = None
+    sampler: Optional[SourceSettings] = None
     num_classes: int = 2
     axcodes: Optional[Sequence[str]] = None
     pixdim: Optional[Sequence[float]] = None
@@ -129,7 +141,32 @@ class Preprocessor:
                              pixdim=self.pixdim, padding=self.padding, pad_to=self.pad_to)
 
     # -- intensities ----------------------------------------------------------------
+    @property
+    def _fused(self) -> bool:
+        """Whether the intensities are CT windows (or nothing) then whitening over all voxels:
+        the common case, done in two float32 passes per channel (``_window_and_whiten``)."""
+        return (self.whitening and not self.foreground_only and self.histogram is None and bool(self.images)
+                and all(settings.percentile_clip is None for settings in self.images))
+
+    def _image_volume(self, arrays: List[np.ndarray], geometry: Geometry) -> np.ndarray:
+        """The image sources' intensities (step 3) on the network's grid (step 2)."""
+        if self._fused and _reorients_only(geometry):
+            # window and whitening write straight into the reoriented volume: no copy for step 2
+            out = np.empty(geometry.shape + (sum(array.shape[3] for array in arrays),), dtype=np.float32)
+            target, start = _file_axes(out, geometry), 0
+            for settings, array in zip(self.images, arrays):
+                stop = start + array.shape[3]
+                _window_and_whiten(array, settings.ct_window, out=target[..., start:stop])
+                start = stop
+            return out
+        order = self.images[0].interp_order
+        return apply_geometry(self._intensities(arrays), geometry, max(order, 0), self.pad_mode)
+
     def _intensities(self, arrays: List[np.ndarray]) -> np.ndarray:
+        if self._fused:
+            channels = [_window_and_whiten(array, settings.ct_window)
+                        for settings, array in zip(self.images, arrays)]
+            return np.concatenate(channels, axis=-1) if len(channels) > 1 else channels[0]
         channels = []
         for settings, array in zip(self.images, arrays):
             if settings.ct_window is not None:
@@ -146,7 +183,11 @@ class Preprocessor:
         if self.whitening:
             mask = (foreground_mask(stacked, self.foreground_type, self.multimod_foreground_type)
                     if self.foreground_only else None)
-            stacked = whiten(stacked, mask)
+            if (stacked.dtype == np.float32 and stacked.flags.c_contiguous
+                    and not any(np.may_share_memory(stacked, array) for array in arrays)):
+                _whiten_into(stacked, mask, stacked)  # made above (window, clip, ...): in place
+            else:
+                stacked = whiten(stacked, mask)
         return np.ascontiguousarray(stacked, dtype=np.float32)
 
     # -- labels ------------------------------------------------------------------
@@ -173,16 +214,27 @@ class Preprocessor:
         """
         images = self.read_images(subject)
         geometry = self.plan(images[0])
-        volume = self._intensities([image.array for image in images])
-        order = self.images[0].interp_order
-        volumes = {"image": apply_geometry(volume, geometry, max(order, 0), self.pad_mode)}
+        volumes = {"image": self._image_volume([image.array for image in images], geometry)}
         if with_label and self.label is not None:
             label = self.read_source(subject.paths[self.label.name], self.label, "label")
             check_same_grid(images[0], label, atol=self.grid_tolerance_mm)
             if label.num_channels != 1:
                 raise DataError(f"{label.path}: a label map has one channel, got {label.num_channels}")
             volumes["label"] = apply_geometry(self._labels(label), geometry, 0, "constant")
+        if with_label and self.sampler is not None:
+            volumes["sampler"] = self._sampling_map(subject, images[0], geometry)
         return Prepared(volumes=volumes, geometry=geometry, source=images[0])
+
+    def _sampling_map(self, subject: Subject, image: Image, geometry: Geometry) -> np.ndarray:
+        """The sampling map on the network's grid (zero in padding: never sampled there)."""
+        settings = self.sampler
+        kind = "label" if settings.interp_order == 0 else "image"
+        sampling = self.read_source(subject.paths[settings.name], settings, kind)
+        check_same_grid(image, sampling, atol=self.grid_tolerance_mm)
+        if sampling.num_channels != 1:
+            raise DataError(f"{sampling.path}: a sampling map has one channel, "
+                            f"got {sampling.num_channels}")
+        return apply_geometry(sampling.array, geometry, max(settings.interp_order, 0), "constant")
 
     def restore(self, output: np.ndarray, geometry: Geometry, *, labels: bool) -> np.ndarray:
         """A network output on the volumes' grid → the input file's grid.
@@ -200,6 +252,19 @@ class Preprocessor:
             if self.label_mapping is not None:
                 return self.label_mapping.invert(restored)
         return restored
+
+
+def _reorients_only(geometry: Geometry) -> bool:
+    """Whether step 2 only permutes and flips the axes (no resampling, no padding)."""
+    return not geometry.resamples and not any(geometry.pad_before) and not any(geometry.pad_after)
+
+
+def _file_axes(volume: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The view of a volume on the reoriented grid in the file's axis order (the inverse of the
+    reorientation, as :func:`~niftykit.io.geometry.invert_geometry` undoes it)."""
+    inverse = np.zeros((3, 2))
+    inverse[geometry.ornt[:, 0].astype(int)] = np.column_stack([np.arange(3), geometry.ornt[:, 1]])
+    return ornts.apply_orientation(volume, inverse)
 
 
 def _modality(settings: SourceSettings, channel: int, array: np.ndarray) -> str:

@@ -1,19 +1,29 @@
-"""The one bridge from numpy windows to ``tf.data`` batches.
+"""The one bridge from numpy windows to ``tf.data`` batches: the patch queue.
 
-``num_workers`` Python generators (one per ``system.num_threads``), each with
-its own seeded random stream and its own share of the subjects, fill a
-shuffle buffer of ``queue_length`` windows that mixes subjects before
-batching; the next batch is prefetched while the current one trains.
+``num_workers`` Python generators (``system.num_threads``), each with its own
+seeded random stream and its own share of the subjects, draw windows
+(sampling, augmentation and cropping are numpy/scipy work that releases the
+GIL, so workers run in parallel). Their windows are interleaved into a
+shuffle buffer that mixes subjects; its capacity (eight subjects' windows by
+default) is bounded in bytes by ``system.queue_size_mb`` and reported in
+windows and MB at start. Batches
+are prefetched while the network trains on the current one. Under a
+``tf.distribute`` strategy the global batch is ``batch_size`` × replicas and
+each replica receives ``batch_size`` windows.
+
+With one worker and a fixed seed the sequence of windows is the same on
+every run (deterministic interleave, seeded shuffle).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["window_dataset", "queue_bytes"]
+__all__ = ["window_dataset", "window_bytes", "QueuePlan", "plan_queue"]
 
 #: name -> (shape of one window without batch, numpy dtype)
 Spec = Mapping[str, Tuple[Tuple[int, ...], Any]]
@@ -21,25 +31,55 @@ Spec = Mapping[str, Tuple[Tuple[int, ...], Any]]
 WindowSource = Callable[[int, int], Iterator[Mapping[str, np.ndarray]]]
 
 
-def queue_bytes(spec: Spec, queue_length: int) -> int:
-    """Memory the shuffle buffer holds when full, in bytes."""
-    per_window = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
-    return per_window * queue_length
+def window_bytes(spec: Spec) -> int:
+    """Bytes of one window (all its named arrays)."""
+    return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
 
 
-def window_dataset(source: WindowSource, spec: Spec, *, batch_size: int, queue_length: int,
-                   num_workers: int = 1, seed: int = 0) -> tf.data.Dataset:
-    """An endless dataset of batches ``{name: (batch_size, *shape)}``.
+@dataclass(frozen=True)
+class QueuePlan:
+    """How many windows the shuffle buffer holds, and what that costs.
+
+    Attributes:
+        capacity: windows in the shuffle buffer.
+        bytes: memory of a full buffer.
+        window_bytes: memory of one window.
+    """
+
+    capacity: int
+    bytes: int
+    window_bytes: int
+
+    def describe(self) -> str:
+        return (f"patch queue: {self.capacity} windows of {self.window_bytes / 2**20:.2f} MB, "
+                f"about {self.bytes / 2**20:.0f} MB when full")
+
+
+def plan_queue(spec: Spec, *, queue_mb: float, queue_length: int, samples_per_volume: int,
+               batch_size: int) -> QueuePlan:
+    """The shuffle buffer's capacity: enough windows to mix eight subjects
+    (8 × ``samples_per_volume``, and at least NiftyNet's ``queue_length`` and four
+    batches), but never more than fit in ``queue_mb`` (nor fewer than one batch)."""
+    size = max(1, window_bytes(spec))
+    wanted = max(int(queue_length), 8 * int(samples_per_volume), 4 * int(batch_size))
+    capacity = max(min(wanted, int(queue_mb * 2**20) // size), int(batch_size), 1)
+    return QueuePlan(capacity=capacity, bytes=capacity * size, window_bytes=size)
+
+
+def window_dataset(source: WindowSource, spec: Spec, *, batch_size: int, capacity: int,
+                   num_workers: int = 1, seed: int = 0, strategy: Optional[Any] = None) -> Any:
+    """An endless stream of batches ``{name: (batch, *shape)}``.
 
     Args:
         source: called once per worker with ``(worker, num_workers)``; yields
             window dicts whose entries match ``spec`` (extra keys are dropped).
         spec: the window names, shapes and dtypes.
-        batch_size: windows per batch (the remainder is never returned: the
-            stream is endless).
-        queue_length: windows in the shuffle buffer (at least ``batch_size``).
+        batch_size: windows per batch per replica.
+        capacity: windows in the shuffle buffer (see :func:`plan_queue`).
         num_workers: parallel generators.
         seed: shuffle seed.
+        strategy: a ``tf.distribute.Strategy``; the result is then a distributed
+            dataset giving each replica ``batch_size`` windows.
     """
     names = list(spec)
     signature = {name: tf.TensorSpec(shape, tf.as_dtype(np.dtype(dtype)))
@@ -52,8 +92,12 @@ def window_dataset(source: WindowSource, spec: Spec, *, batch_size: int, queue_l
                 yield {name: window[name] for name in names}
         return tf.data.Dataset.from_generator(generate, args=(index,), output_signature=signature)
 
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    parallel = dict(num_parallel_calls=num_workers, deterministic=True) if num_workers > 1 else {}
     dataset = tf.data.Dataset.range(num_workers).interleave(
-        worker, cycle_length=num_workers, block_length=1,
-        num_parallel_calls=num_workers if num_workers > 1 else None, deterministic=True)
-    dataset = dataset.shuffle(max(int(queue_length), batch_size), seed=seed)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        worker, cycle_length=num_workers, block_length=1, **parallel)
+    dataset = dataset.shuffle(max(int(capacity), batch_size * replicas), seed=seed)
+    dataset = dataset.batch(batch_size * replicas, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    if strategy is not None:
+        return strategy.experimental_distribute_dataset(dataset)
+    return dataset

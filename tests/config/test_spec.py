@@ -11,7 +11,8 @@ def test_field_specs_carry_default_kind_and_support():
     assert specs["rotation_angle"].support is True
     assert specs["vars_to_freeze"].support is False
     assert field_specs(SystemConfig)["num_gpus"].support == (0, 1)
-    assert field_specs(NetworkConfig)["window_sampling"].support == ("uniform",)
+    assert field_specs(NetworkConfig)["window_sampling"].support == (
+        "uniform", "weighted", "balanced", "resize")
 
 
 def test_option_copies_mutable_defaults():

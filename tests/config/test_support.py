@@ -22,9 +22,9 @@ def test_supported_values_pass(write, minimal_yaml):
     ("network: {rgb_normalisation: true}",
      "configs/bad.yaml: [network] rgb_normalisation: not supported yet in niftykit 0.1 "
      "(supported: False)"),
-    ("network: {window_sampling: resize}",
+    ("network: {window_sampling: patch}",
      "configs/bad.yaml: [network] window_sampling: not supported yet in niftykit 0.1 "
-     "(supported: uniform)"),
+     "(supported: uniform, weighted, balanced, resize)"),
     ("system: {num_gpus: 2}",
      "configs/bad.yaml: [system] num_gpus: not supported yet in niftykit 0.1 (supported: 0, 1)"),
     ("training: {early_stopping_mode: median}",

@@ -1,6 +1,10 @@
-"""Tests for niftykit/io/augment.py and niftykit/io/deform.py (small synthetic volumes only)."""
+"""Tests for niftykit/io/augment.py and the modules it composes: deform.py, warp.py and
+intensity_augment.py (small synthetic volumes only)."""
 
 from __future__ import annotations
+
+import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -8,7 +12,8 @@ from scipy import ndimage as ndi
 
 from niftykit.errors import ConfigError
 from niftykit.io.augment import Augmenter
-from niftykit.io.deform import SpatialTransform, antialias_sigma, blur, bspline_basis, warp
+from niftykit.io.deform import SpatialTransform, antialias_sigma, bspline_basis
+from niftykit.io.warp import Workspace, blur, crop, warp
 
 ALL_SPATIAL = dict(flip_axes=(0, 1, 2), rotation=(-20, 20), scaling=(-15, 15), elastic=True,
                    num_ctrl_points=3, deformation_sigma=4.0, proportion_to_deform=1.0)
@@ -169,7 +174,7 @@ def test_bspline_field_matches_simpleitk() -> None:
 
 
 def test_constant_bspline_coefficients_translate() -> None:
-    volume = np.random.default_rng(4).normal(size=(16, 16, 16)).astype(np.float32)
+    volume = np.random.default_rng(4).normal(size=(16, 16, 16, 1)).astype(np.float32)
     coefficients = np.broadcast_to(np.array([2.0, -1.0, 3.0])[:, None, None, None], (3, 7, 7, 7))
     out = np.empty_like(volume)
     warp([(volume, 0, out)], SpatialTransform(np.eye(3), np.array(coefficients)))
@@ -315,3 +320,249 @@ def test_volumes_must_share_a_grid() -> None:
         augmenter({"a": np.zeros((8, 8, 8, 1)), "b": np.zeros((8, 8, 9, 1))}, {"a": 1, "b": 0})
     with pytest.raises(ValueError, match="order"):
         augmenter({"a": np.zeros((8, 8, 8, 1))}, {})
+
+
+# --- Augmenter.window: the transform evaluated on a window's grid only ---------------------------
+
+
+def _volumes(shape: tuple[int, ...] = (40, 36, 30), seed: int = 0) -> tuple[dict, dict]:
+    """A smooth float32 image, an int32 label and their orders."""
+    rng = np.random.default_rng(seed)
+    image = ndi.gaussian_filter(rng.normal(size=shape), 2.0).astype(np.float32)[..., None]
+    return {"image": image, "label": _labels(shape)}, {"image": 1, "label": 0}
+
+
+def _edge_crop(volume: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
+    """The reference crop: pad with edge values, then slice."""
+    pad = [(max(-a, 0), max(b - n, 0)) for a, b, n in zip(lo, hi, volume.shape)]
+    padded = np.pad(volume, pad + [(0, 0)] * (volume.ndim - len(lo)), mode="edge")
+    start = [a + p[0] for a, p in zip(lo, pad)]
+    return padded[tuple(slice(s, s + b - a) for s, a, b in zip(start, lo, hi))]
+
+
+@pytest.mark.parametrize("box", [(5, 4, 3, 21, 20, 19), (-6, 30, -2, 10, 44, 12),
+                                 (50, 1, 2, 53, 5, 9)], ids=["inside", "across-edges", "outside"])
+def test_window_without_a_transform_is_the_exact_crop(box: tuple[int, ...]) -> None:
+    volumes, orders = _volumes()
+    out = Augmenter(rng=np.random.default_rng(0)).window(volumes, orders, box)
+    for name, volume in volumes.items():
+        np.testing.assert_array_equal(out[name], _edge_crop(volume, box[:3], box[3:]))
+        np.testing.assert_array_equal(crop(volume, box[:3], box[3:]), out[name])
+        assert out[name].dtype == volume.dtype and out[name].flags.c_contiguous
+    assert out["location"].dtype == np.int32 and out["location"].tolist() == list(box)
+
+
+def test_window_flips_are_flipped_crops() -> None:
+    volumes, orders = _volumes()
+    augmenter = Augmenter(rng=np.random.default_rng(3), flip_axes=(0, 1, 2))
+    seen = set()
+    for _ in range(16):
+        out = augmenter.window(volumes, orders, (3, 2, 1, 20, 30, 25))["label"]
+        reference = _edge_crop(volumes["label"], (3, 2, 1), (20, 30, 25))
+        axes = [a for a in [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]
+                if np.array_equal(out, np.flip(reference, a) if a else reference)]
+        assert len(axes) == 1
+        seen.add(axes[0])
+    assert len(seen) >= 5
+
+
+@pytest.mark.parametrize("kwargs, order", [
+    ({"rotation": (25.0, 25.0)}, 1),
+    ({"rotation_z": (-35.0, -35.0), "rotation_x": (10.0, 10.0), "scaling": (-30.0, -30.0)}, 1),
+    ({"rotation_y": (20.0, 20.0), "scaling": (15.0, 15.0)}, 3),
+], ids=["rotation", "rotation-zoom-out-antialiased", "rotation-zoom-in-cubic"])
+def test_window_at_the_volume_centre_is_the_crop_of_the_whole(kwargs: dict, order: int) -> None:
+    volumes, orders = _volumes((72, 70, 64))
+    orders = {"image": order, "label": 0}
+    box = (26, 24, 23, 46, 46, 41)  # centre (35.5, 34.5, 31.5) = the volume's centre
+    inside = tuple(slice(a, b) for a, b in zip(box[:3], box[3:]))
+    whole = _augment(volumes, orders, **kwargs)
+    out = Augmenter(rng=np.random.default_rng(0), **kwargs).window(volumes, orders, box)
+    np.testing.assert_allclose(out["image"], whole["image"][inside], atol=1e-4)
+    assert np.abs(out["image"] - volumes["image"][inside]).max() > 0.1
+    agree = np.mean(out["label"] == whole["label"][inside])
+    assert agree > 0.999  # nearest neighbour: float32 maps may round a tie differently
+
+
+def test_window_rotates_about_its_own_centre() -> None:
+    image = _blob((60, 60, 20), (37.0, 40.0, 10.0), width=2.0)
+    out = Augmenter(rng=np.random.default_rng(0), rotation_z=(90.0, 90.0)).window(
+        {"v": image}, {"v": 1}, (20, 25, 0, 51, 56, 20))["v"]
+    # window centre (35, 40, 9.5): the blob at +2 along x from it turns to +2 along y,
+    # volume voxel (35, 42, 10), window voxel (15, 17, 10)
+    np.testing.assert_allclose(_centroid(out), [15.0, 17.0, 10.0], atol=0.05)
+
+
+def test_window_elastic_grid_spans_the_window() -> None:
+    volumes, _ = _volumes((48, 44, 40))
+    image, box = volumes["image"], (10, 6, 9, 34, 36, 29)
+    kwargs = {"elastic": True, "proportion_to_deform": 1.0, "deformation_sigma": 3.0,
+              "num_ctrl_points": 3}
+    out = Augmenter(rng=np.random.default_rng(4), **kwargs).window({"v": image}, {"v": 1}, box)["v"]
+    draws = np.random.default_rng(4)
+    draws.random()  # the documented order: the "deform?" draw, then the coefficients
+    coefficients = draws.normal(0.0, 3.0, size=(3, 6, 6, 6))
+    bases = [bspline_basis(b - a, 3) for a, b in zip(box[:3], box[3:])]
+    field = np.einsum("ip,jq,kr,apqr->aijk", *bases, coefficients)
+    grid = np.indices(field.shape[1:]) + np.array(box[:3])[:, None, None, None]
+    expected = ndi.map_coordinates(image[..., 0], grid + field, order=1, mode="nearest")
+    np.testing.assert_allclose(out[..., 0], expected, atol=1e-4)
+    assert np.abs(field).max() > 2.0
+
+
+def test_window_keeps_image_and_label_aligned() -> None:
+    label = _labels((40, 36, 30))
+    volumes = {"image": label.astype(np.float32), "label": label}
+    augmenter = Augmenter(rng=np.random.default_rng(5), **ALL_SPATIAL)
+    changed = []
+    for box in [(5, 5, 5, 29, 31, 25), (-8, 20, -3, 16, 44, 21), (0, 0, 0, 40, 36, 30)]:
+        out = augmenter.window(volumes, {"image": 0, "label": 0}, box)
+        np.testing.assert_array_equal(out["image"], out["label"].astype(np.float32))
+        assert set(np.unique(out["label"])) <= set(np.unique(label))
+        changed.append(not np.array_equal(out["label"], _edge_crop(label, box[:3], box[3:])))
+    assert all(changed)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, np.bool_])
+def test_window_keeps_dtypes_and_label_values(dtype: type) -> None:
+    volumes, _ = _volumes((30, 28, 26))
+    label = volumes["label"].astype(dtype)
+    volumes = {"image": volumes["image"], "f64": volumes["image"].astype(np.float64),
+               "f16": volumes["image"].astype(np.float16), "label": label}
+    orders = {"image": 3, "f64": 1, "f16": 1, "label": 0}
+    out = _augment_window(volumes, orders, (4, -3, 2, 24, 17, 22), **ALL_SPATIAL, **ALL_INTENSITY)
+    for name, volume in volumes.items():
+        assert out[name].dtype == volume.dtype and out[name].shape == (20, 20, 20, 1), name
+        assert np.isfinite(out[name].astype(np.float64)).all(), name
+    assert set(np.unique(out["label"])) <= set(np.unique(label))
+    assert len(np.unique(out["label"])) >= 2
+
+
+def test_window_reads_big_endian_volumes_like_native_ones() -> None:
+    volumes, orders = _volumes((30, 28, 26))
+    swapped = {"image": volumes["image"].astype(">f4"), "label": volumes["label"].astype(">i2")}
+    box = (3, -2, 4, 23, 18, 24)
+    native = _augment_window(volumes, orders, box, **ALL_SPATIAL)
+    big = _augment_window(swapped, orders, box, **ALL_SPATIAL)
+    assert big["image"].dtype == np.dtype(">f4") and big["label"].dtype == np.dtype(">i2")
+    np.testing.assert_allclose(big["image"], native["image"], atol=1e-6)
+    np.testing.assert_array_equal(big["label"], native["label"])
+
+
+def _augment_window(volumes: dict, orders: dict, box: tuple[int, ...], seed: int = 0,
+                    **kwargs) -> dict:
+    return Augmenter(rng=np.random.default_rng(seed), **kwargs).window(volumes, orders, box)
+
+
+def test_window_is_seeded_and_every_call_draws_anew() -> None:
+    volumes, orders = _volumes()
+    box = (2, 3, 4, 26, 27, 28)
+    first, second = (Augmenter(rng=np.random.default_rng(21), **ALL_SPATIAL, **ALL_INTENSITY)
+                     for _ in range(2))
+    a, b = first.window(volumes, orders, box), second.window(volumes, orders, box)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    again = first.window(volumes, orders, box)
+    assert not np.array_equal(again["image"], a["image"])
+    assert not np.array_equal(again["label"], a["label"])
+
+
+def test_window_intensity_uses_the_window_grid() -> None:
+    image = np.random.default_rng(7).uniform(1, 2, size=(40, 40, 40, 1)).astype(np.float32)
+    out = _augment_window({"v": image}, {"v": 1}, (30, 5, 12, 46, 21, 28),
+                          bias_field_range=(-0.5, 0.5), bf_order=1)["v"]
+    ratio = out / _edge_crop(image, (30, 5, 12), (46, 21, 28))
+    log_ratio = np.log(ratio[..., 0]).ravel()
+    design = np.column_stack([np.ones(16**3), np.indices((16, 16, 16)).reshape(3, -1).T])
+    residual = log_ratio - design @ np.linalg.lstsq(design, log_ratio, rcond=None)[0]
+    assert np.abs(residual).max() < 1e-4 and np.ptp(log_ratio) > 0.05
+
+
+def test_two_d_window_rotates_about_z_and_keeps_its_slice() -> None:
+    shape = (40, 36, 6)
+    image = _blob(shape[:2] + (1,), (26.0, 15.0, 0.0), width=3.0)
+    image = image * (1.0 + np.arange(6, dtype=np.float32))[None, None, :, None]  # slice k: (k+1)x
+    box = (8, 6, 4, 32, 30, 5)
+    out = _augment_window({"v": image}, {"v": 1}, box, rotation=(25, 25), scaling=(20, 20))["v"]
+    centre, theta = np.array([19.5, 17.5]), np.deg2rad(25.0)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    matrix = rotation.T / 1.2
+    expected = ndi.affine_transform(image[:, :, 4, 0], matrix, offset=centre - matrix @ centre,
+                                    order=1, mode="nearest")[8:32, 6:30]
+    assert out.shape == (24, 24, 1, 1)
+    np.testing.assert_allclose(out[:, :, 0, 0], expected, atol=1e-4)
+    label = _labels((30, 28, 1))
+    for seed in range(3):
+        result = _augment_window({"i": label.astype(np.float32), "l": label}, {"i": 0, "l": 0},
+                                 (-4, 3, 0, 20, 27, 1), seed=seed, **ALL_SPATIAL)
+        np.testing.assert_array_equal(result["i"], result["l"].astype(np.float32))
+
+
+def test_window_negative_order_is_cropped_untouched() -> None:
+    weights = np.random.default_rng(9).normal(size=(20, 20, 20, 2)).astype(np.float32)
+    out = _augment_window({"w": weights}, {"w": -1}, (-2, 3, 4, 10, 15, 25),
+                          **ALL_SPATIAL, **ALL_INTENSITY)["w"]
+    np.testing.assert_array_equal(out, _edge_crop(weights, (-2, 3, 4), (10, 15, 25)))
+
+
+@pytest.mark.parametrize("location", [(0, 0, 0, 4, 4), (0, 0, 5, 4, 4, 5), (0.5, 0, 0, 4, 4, 4)])
+def test_window_box_must_be_six_increasing_integers(location: tuple) -> None:
+    augmenter = Augmenter(rng=np.random.default_rng(0), rotation=(-5, 5))
+    with pytest.raises(ValueError, match="location"):
+        augmenter.window({"a": np.zeros((8, 8, 8, 1))}, {"a": 1}, location)
+
+
+# --- warp.py: resampling pieces ------------------------------------------------------------------
+
+
+def test_warp_on_two_threads_equals_one() -> None:
+    volumes, _ = _volumes((84, 84, 84))
+    transform = SpatialTransform(np.linalg.inv(np.diag([1.1, 0.9, 1.0])) @ _rotation(20.0),
+                                 np.random.default_rng(0).normal(0, 3, size=(3, 7, 7, 7)))
+    results = []
+    for threads in (1, 2):
+        image, label = np.empty_like(volumes["image"]), np.empty_like(volumes["label"])
+        warp([(volumes["image"], 1, image), (volumes["label"], 0, label)], transform, threads,
+             sigma=(0.4, 0.0, 0.2), workspace=Workspace())
+        results.append((image, label))
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def _rotation(degrees: float) -> np.ndarray:
+    angle = np.deg2rad(degrees)
+    return np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                     [0, 0, 1]])
+
+
+def test_blur_in_a_workspace_matches_a_fresh_blur() -> None:
+    volume = np.random.default_rng(0).normal(size=(12, 13, 14)).astype(np.float32)
+    workspace = Workspace()
+    for sigma in [(0.5, 1.5, 0.0), (2.0, 0.3, 0.8)]:
+        expected = ndi.gaussian_filter(volume, sigma, mode="nearest")
+        np.testing.assert_allclose(blur(volume, sigma, workspace), expected, atol=1e-6)
+        np.testing.assert_allclose(blur(volume, sigma), expected, atol=1e-6)
+
+
+def test_workspace_reuses_memory_by_key() -> None:
+    workspace = Workspace(limit=1 << 12)
+    first = workspace.array("a", (10, 10), np.float32)
+    assert np.shares_memory(first, workspace.array("a", (5, 20), np.int32))
+    assert not np.shares_memory(first, workspace.array("b", (10, 10), np.float32))
+    assert not np.shares_memory(workspace.array("big", (2000,), np.float32),
+                                workspace.array("big", (2000,), np.float32))
+
+
+def test_augmenter_shared_by_threads_keeps_windows_apart() -> None:
+    volumes, orders = _volumes((50, 50, 40))
+    orders = {"image": 0, "label": 0}
+    volumes["image"] = volumes["label"].astype(np.float32)
+    augmenter = Augmenter(rng=np.random.default_rng(0), **ALL_SPATIAL)
+    boxes = [(i, 2 * i, 1, i + 30, 2 * i + 30, 31) for i in range(12)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda box: augmenter.window(volumes, orders, box), boxes))
+    for out, box in zip(results, boxes):
+        np.testing.assert_array_equal(out["image"], out["label"].astype(np.float32))
+        assert out["location"].tolist() == list(box)
+    copy = pickle.loads(pickle.dumps(augmenter))
+    assert copy.window(volumes, orders, boxes[0])["label"].shape == (30, 30, 30, 1)

@@ -76,3 +76,44 @@ def test_bad_pad_mode_and_border_are_refused(image):
         GridSampler(image, (8, 8, 8), (0, 0, 0), pad_mode="wrap-around")
     with pytest.raises(ValueError, match="border"):
         GridSampler(image, (8, 8, 8), (0, -1, 0))
+
+
+def test_overlap_sets_the_step(image):
+    sampler = GridSampler(image, (8, 8, 8), (0, 0, 0), overlap=0.5)
+    np.testing.assert_array_equal(sampler.step, [4, 4, 4])
+    assert sorted(set(sampler.locations[:, 0])) == [0, 4, 8]
+    assert sorted(set(sampler.locations[:, 1])) == [0, 4, 8, 12]
+    assert sorted(set(sampler.locations[:, 2])) == [0, 4]
+    quarter = GridSampler(image, (8, 8, 8), (0, 0, 0), overlap=(0.25, 0.0, 0.9))
+    np.testing.assert_array_equal(quarter.step, [6, 8, 1])
+    assert sorted(set(quarter.locations[:, 0])) == [0, 6, 8]
+
+
+def test_overlap_with_a_border_shrinks_the_inner_step(image):
+    sampler = GridSampler(image, (8, 8, 8), (1, 1, 1), overlap=0.5)
+    np.testing.assert_array_equal(sampler.step, [3, 3, 3])
+    assert GridSampler(image, (8, 8, 8), (1, 1, 1)).step.tolist() == [6, 6, 6]
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "border", "overlap"),
+    [((17, 19, 13), (8, 8, 8), (0, 0, 0), 0.5), ((17, 19, 13), (9, 7, 5), (1, 2, 1), 0.3),
+     ((5, 6, 7), (10, 10, 10), (2, 2, 2), 0.5), ((23, 17, 1), (8, 8, 1), (0, 0, 0), 0.75)],
+)
+def test_overlapping_windows_cover_every_voxel_in_raster_order(shape, window, border, overlap):
+    sampler = GridSampler(np.zeros(shape + (1,), np.float32), window, border, overlap=overlap)
+    covered = np.zeros(shape, bool)
+    for loc in sampler.locations:
+        box = tuple(slice(max(int(loc[i] + border[i]), 0), int(loc[i + 3] - border[i])) for i in range(3))
+        covered[box] = True
+    assert covered.all()
+    starts = [tuple(loc[:3]) for loc in sampler.locations]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    ends = sampler.locations[:, 3:] + sampler.pad_before
+    np.testing.assert_array_equal(ends.max(axis=0), sampler.padded_shape)
+
+
+@pytest.mark.parametrize("overlap", [1.0, -0.1, (0.5, 0.5), "half"])
+def test_bad_overlap_is_refused(image, overlap):
+    with pytest.raises(ValueError, match=r"overlap must be a fraction in \[0, 1\)"):
+        GridSampler(image, (8, 8, 8), (0, 0, 0), overlap=overlap)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from niftykit.sampler import UniformSampler, resolve_window
+from niftykit.sampler.window import WindowSampler
 
 
 def sample(window, n=50, seed=0, **volumes):
@@ -73,3 +74,21 @@ def test_3d_volume_and_reserved_name_are_refused(image):
         sample((4, 4, 4), image=image[..., 0])
     with pytest.raises(ValueError, match="location"):
         sample((4, 4, 4), location=image)
+
+
+def test_locations_are_window_boxes_and_cut_by_the_base_class(image):
+    sampler = UniformSampler((4, 5, 6), 7, np.random.default_rng(3))
+    assert isinstance(sampler, WindowSampler)
+    boxes = sampler.locations({"image": image}, 40)
+    assert boxes.shape == (40, 6) and boxes.dtype == np.int64
+    np.testing.assert_array_equal(boxes[:, 3:] - boxes[:, :3], np.tile([4, 5, 6], (40, 1)))
+    assert boxes[:, :3].min() >= 0 and np.all(boxes[:, 3:] <= [16, 20, 12])
+
+
+def test_2d_volumes_and_2d_windows_from_3d_volumes(image):
+    flat = np.ascontiguousarray(image[:, :, :1])
+    for window in sample((5, 6), n=20, image=flat):
+        assert window["image"].shape == (5, 6, 1, 2)
+        assert window["location"][2] == 0 and window["location"][5] == 1
+    slices = {int(w["location"][2]) for w in sample((5, 6), n=300, image=image)}
+    assert slices == set(range(12))  # 2.5-D: every slice of the 3-D volume is reachable
