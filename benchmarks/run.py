@@ -1,7 +1,7 @@
 """Run niftykit's benchmarks: each one times niftykit and its peer in the same run.
 
-    python benchmarks/run.py                  # all benchmarks (about 3 minutes on 2 cores)
-    python benchmarks/run.py --quick          # smoke run (about 40 s), small inputs, few repeats
+    python benchmarks/run.py                  # all benchmarks (about 4.5 minutes on 2 cores)
+    python benchmarks/run.py --quick          # smoke run (about 50 s), small inputs, few repeats
     python benchmarks/run.py --only window_sampling
     python benchmarks/run.py --record         # also append a dated section to benchmarks/RESULTS.md
 

@@ -159,8 +159,8 @@ class Preprocessor:
                 _window_and_whiten(array, settings.ct_window, out=target[..., start:stop])
                 start = stop
             return out
-        order = self.images[0].interp_order
-        return apply_geometry(self._intensities(arrays), geometry, max(order, 0), self.pad_mode)
+        volume = self._intensities(arrays)
+        return apply_geometry(volume, geometry, max(self.images[0].interp_order, 0), self.pad_mode)
 
     def _intensities(self, arrays: List[np.ndarray]) -> np.ndarray:
         if self._fused:
