@@ -62,6 +62,11 @@ def test_infer_writes_on_the_input_grid_and_evaluate_scores(run, capsys, config_
     assert main(["evaluate", *config_args(data, model)]) == 0
     table = list(csv.DictReader((model / "evaluation" / "evaluation.csv").open()))
     assert [row["label"] for row in table] == ["1", "2"] * 2
+    assert set(table[0]) == {"subject_id", "label", "dice", "hausdorff95", "average_distance"}
+    assert main(["evaluate", *config_args(data, model, "--overwrite",
+                                          "--set", "evaluation.evaluations=[dcie]")]) == 2
+    assert "[evaluation] evaluations: unknown evaluation metric 'dcie'; did you mean 'dice'" \
+        in capsys.readouterr().err
     # the slice learns: both objects are found on held-out subjects
     for label in ("1", "2"):
         scores = [float(row["dice"]) for row in table if row["label"] == label]

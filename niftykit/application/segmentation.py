@@ -21,7 +21,7 @@ import numpy as np
 from niftykit.application.base import BaseApplication, PredictFn
 from niftykit.application.preparation import build_preprocessor, describe, fit_preprocessor
 from niftykit.errors import ConfigError, DataError, ImageError
-from niftykit.evaluation import evaluate_segmentations, summarise
+from niftykit.evaluation import evaluate_segmentations, resolve_metrics, summarise_metrics
 from niftykit.io import Subject, write_image
 from niftykit.io.augment import Augmenter
 from niftykit.io.preprocess import Preprocessor
@@ -271,13 +271,15 @@ class SegmentationApplication(BaseApplication):
         return [c for c in codes if c != 0]
 
     def evaluate(self, inferred: Mapping[str, Path], *, overwrite: bool) -> Tuple[Path, dict]:
-        """Dice per subject and label of the inferred label maps against the references.
+        """``evaluation.evaluations`` (default Dice) per subject and unit of the inferred
+        label maps against the references, distances in mm.
 
         Args:
             inferred: subject id -> inferred label map (from ``inferred.csv``).
 
         Returns:
-            The CSV written and the mean Dice per label.
+            The CSV written and the mean of each metric per unit (label, foreground or
+            connected component, ``segmentation.evaluation_units``).
         """
         if self.task.output_prob:
             raise ConfigError(f"{self.config.source}: [segmentation] output_prob: evaluation "
@@ -292,8 +294,14 @@ class SegmentationApplication(BaseApplication):
         if out.exists() and not overwrite:
             raise DataError(f"{out} exists; pass --overwrite to replace it")
         self.prepare("evaluation", [])
-        rows = evaluate_segmentations(pairs, self.evaluation_labels(), out, overwrite=True)
-        return out, summarise(rows)
+        metrics = tuple(self.config.evaluation.evaluations) or ("dice",)
+        try:
+            resolve_metrics(metrics)
+        except ValueError as exc:
+            raise ConfigError(f"{self.config.source}: [evaluation] evaluations: {exc}") from None
+        rows = evaluate_segmentations(pairs, self.evaluation_labels(), out, overwrite=True,
+                                      metrics=metrics, units=self.task.evaluation_units)
+        return out, summarise_metrics(rows)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -48,7 +48,7 @@ class SegmentationConfig:
     rand_samples: int = option(0, Int(ge=0))
     min_numb_labels: int = option(1, Int(ge=1))
     proba_connect: bool = option(True, Bool())
-    evaluation_units: str = option("foreground", Choice(("foreground", "label", "cc")))
+    evaluation_units: str = option("foreground", Choice(("foreground", "label", "cc")), True)
     do_mixup: bool = option(False, Bool())
     mixup_alpha: float = option(0.2, Float(gt=0))
     mix_match: bool = option(False, Bool())

@@ -196,5 +196,5 @@ class InferenceConfig:
 class EvaluationConfig:
     """NiftyNet's ``[EVALUATION]``: metric names and the CSV output folder."""
 
-    evaluations: tuple[str, ...] = option((), StrList(), ("dice", "Dice"))
+    evaluations: tuple[str, ...] = option((), StrList(), True)
     save_csv_dir: Path = option(Path("evaluation"), PathValue(MODEL_DIR), True)

@@ -24,7 +24,14 @@ def evaluate(app: Any, *, overwrite: bool = False) -> Path:
     inferred = read_file_list(index, source="inferred")
     out, summary = app.evaluate(inferred, overwrite=overwrite)
     log.info("evaluated %d subjects -> %s", len(inferred), out)
-    for label, value in summary.items():
-        shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-        log.info("  label %s: mean dice %s", label, shown)
+    unit = app.task.evaluation_units if hasattr(app.task, "evaluation_units") else "label"
+    for key, values in summary.items():
+        shown = ", ".join(f"mean {metric} {_number(value)}" for metric, value in values.items())
+        log.info("  %s %s: %s", unit, key, shown)
     return out
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"

@@ -1,4 +1,9 @@
-"""Losses by NiftyNet's ``loss_type`` names (or any ``package.module:function``)."""
+"""Losses by NiftyNet's ``loss_type`` names (or any ``package.module:function``).
+
+Segmentation (:mod:`~niftykit.loss.segmentation`, :mod:`~niftykit.loss.generalised_dice`,
+:mod:`~niftykit.loss.asymmetric`), regression (:mod:`~niftykit.loss.regression`) and
+classification (:mod:`~niftykit.loss.classification`) losses; ``LOSSES.get(name)``.
+"""
 
 from niftykit.loss.registry import LOSSES
 

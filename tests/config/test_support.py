@@ -30,9 +30,9 @@ def test_supported_values_pass(write, minimal_yaml):
     ("training: {early_stopping_mode: median}",
      "configs/bad.yaml: [training] early_stopping_mode: not supported yet in niftykit 0.1 "
      "(supported: mean)"),
-    ("evaluation: {evaluations: [dice, hausdorff95_distance]}",
-     "configs/bad.yaml: [evaluation] evaluations: not supported yet in niftykit 0.1 "
-     "(supported: dice, Dice)"),
+    ("network: {force_output_identity_resizing: true}",
+     "configs/bad.yaml: [network] force_output_identity_resizing: not supported yet in "
+     "niftykit 0.1 (supported: False)"),
 ])
 def test_unsupported_settings(write, line, expected, minimal_yaml):
     config = load_config(write("bad.yaml", minimal_yaml + line + "\n"))
