@@ -137,3 +137,21 @@ def test_written_output_keeps_the_inputs_xform_codes(subject, tmp_path):
                                xform_codes=prepared.source.xform_codes))
     assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (1, 2)
     np.testing.assert_allclose(out.get_qform(), source.affine, atol=1e-5)
+
+
+def test_multimodal_sources_stack_as_channels_on_one_grid(subject, tmp_path):
+    t2 = nib.load(subject.paths["img"])
+    write_image(t2.get_fdata().astype(np.float32) * 2.0, t2.affine, tmp_path / "s1_t2.nii.gz")
+    two = Subject("s1", {**subject.paths, "t2": tmp_path / "s1_t2.nii.gz"})
+    pre = _preprocessor(images=[SourceSettings("img"), SourceSettings("t2")], pixdim=None,
+                        padding=(0, 0, 0), pad_to=(0, 0, 0))
+    image = pre(two).volumes["image"]
+    assert image.shape == (14, 12, 10, 2)
+    np.testing.assert_allclose(image[..., 1], 2.0 * image[..., 0], rtol=1e-5, atol=1e-5)
+    shifted = t2.affine.copy()
+    shifted[:3, 3] += 2.0
+    write_image(t2.get_fdata().astype(np.float32), shifted, tmp_path / "s1_t2.nii.gz",
+                overwrite=True)
+    with pytest.raises(ImageError, match="s1_t2.nii.gz.*not on the same voxel grid|"
+                                         "not on the same voxel grid.*s1_t2"):
+        pre(two)
