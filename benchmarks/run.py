@@ -24,13 +24,17 @@ from typing import Any, Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_augmentation  # noqa: E402
+import bench_pipeline_step  # noqa: E402
 import bench_preprocessing  # noqa: E402
+import bench_sliding_window  # noqa: E402
 import bench_training_step  # noqa: E402
+import bench_training_windows  # noqa: E402
 import bench_window_sampling  # noqa: E402
 from _common import HERE, ROOT, Interference, load_average, machine, versions  # noqa: E402
 
 BENCHMARKS = {m.NAME: m for m in (bench_training_step, bench_window_sampling, bench_preprocessing,
-                                  bench_augmentation)}
+                                  bench_augmentation, bench_training_windows, bench_pipeline_step,
+                                  bench_sliding_window)}
 RESULTS = HERE / "RESULTS.md"
 
 
