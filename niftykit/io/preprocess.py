@@ -76,7 +76,8 @@ class Prepared:
     """A subject's volumes on the network's grid, and how to go back.
 
     Attributes:
-        volumes: ``"image"`` → ``(x, y, z, c)`` float32; ``"label"`` → ``(x, y, z, 1)`` int32.
+        volumes: ``"image"`` → ``(x, y, z, c)`` float32; ``"label"`` → ``(x, y, z, 1)`` class
+            indices (uint8 up to 256 classes, else int32).
         geometry: the plan from the file's grid to the volumes' grid.
         source: the first image source as read (its path and affine name the output's grid).
     """
@@ -220,7 +221,8 @@ class Preprocessor:
             check_same_grid(images[0], label, atol=self.grid_tolerance_mm)
             if label.num_channels != 1:
                 raise DataError(f"{label.path}: a label map has one channel, got {label.num_channels}")
-            volumes["label"] = apply_geometry(self._labels(label), geometry, 0, "constant")
+            volumes["label"] = apply_geometry(_compact(self._labels(label), self.num_classes),
+                                              geometry, 0, "constant")
         if with_label and self.sampler is not None:
             volumes["sampler"] = self._sampling_map(subject, images[0], geometry)
         return Prepared(volumes=volumes, geometry=geometry, source=images[0])
@@ -265,6 +267,12 @@ def _file_axes(volume: np.ndarray, geometry: Geometry) -> np.ndarray:
     inverse = np.zeros((3, 2))
     inverse[geometry.ornt[:, 0].astype(int)] = np.column_stack([np.arange(3), geometry.ornt[:, 1]])
     return ornts.apply_orientation(volume, inverse)
+
+
+def _compact(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class indices as uint8 when they fit (a quarter of int32's bytes to cache, cut,
+    augment and queue); the losses cast them back."""
+    return labels.astype(np.uint8) if num_classes <= 256 else labels
 
 
 def _modality(settings: SourceSettings, channel: int, array: np.ndarray) -> str:

@@ -47,7 +47,7 @@ def test_label_through_every_step_and_the_writer_comes_back_identical(subject, t
     pre = _preprocessor(whitening=True)
     prepared = pre(subject)
     label = prepared.volumes["label"]
-    assert label.dtype == np.int32 and set(np.unique(label)) <= {0, 1, 2, 3}
+    assert label.dtype == np.uint8 and set(np.unique(label)) <= {0, 1, 2, 3}
     # upsampled by 2 along every axis, padded: (14*2 + 6 -> 40 by pad_to, 12*2 + 4, 10*2 + 2)
     assert label.shape == (40, 28, 22, 1)
     assert prepared.volumes["image"].shape == (40, 28, 22, 1)
