@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from niftykit.sampler.window import ArrayCache, WindowSampler, boxes_at, centre_range
+from niftykit.sampler.window import (ArrayCache, WindowSampler, boxes_at, centre_range,
+                                     single_channel)
 
 __all__ = ["BalancedSampler"]
 
@@ -78,13 +79,7 @@ class BalancedSampler(WindowSampler):
                 channel, or the volumes do not share a shape.
         """
         shape, window = self.geometry(volumes)
-        if self.label_name not in volumes:
-            raise ValueError(
-                f"balanced sampling needs a label volume {self.label_name!r}; got volumes {sorted(volumes)}"
-            )
-        label = volumes[self.label_name]
-        if label.shape[3] != 1:
-            raise ValueError(f"label volume {self.label_name!r} must have one channel, got shape {label.shape}")
+        label = single_channel(volumes, self.label_name, "balanced sampling (label)")
         lo, hi = centre_range(shape, window)
         index = self._cache.get(label, tuple(window), lambda: _index_classes(label, lo, hi))
         chosen = self.rng.integers(0, index.classes.size, size=n)

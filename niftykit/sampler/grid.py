@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from niftykit.sampler.uniform import resolve_window
+from niftykit.sampler.window import resolve_window
 
 __all__ = ["GridSampler"]
 

@@ -13,11 +13,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from niftykit.sampler.window import WindowSampler, common_spatial_shape, resolve_window
+from niftykit.sampler.window import WindowSampler
 
-# resolve_window and common_spatial_shape live in window.py; they are listed
-# here too because grid.py and the package __init__ import them from this module.
-__all__ = ["UniformSampler", "common_spatial_shape", "resolve_window"]
+__all__ = ["UniformSampler"]
 
 
 class UniformSampler(WindowSampler):

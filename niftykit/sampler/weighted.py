@@ -24,7 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from niftykit.sampler.window import ArrayCache, WindowSampler, boxes_at, centre_range
+from niftykit.sampler.window import (ArrayCache, WindowSampler, boxes_at, centre_range,
+                                     single_channel)
 
 __all__ = ["WeightedSampler"]
 
@@ -83,13 +84,7 @@ class WeightedSampler(WindowSampler):
                 non-finite values, or the volumes do not share a shape.
         """
         shape, window = self.geometry(volumes)
-        if self.map_name not in volumes:
-            raise ValueError(
-                f"weighted sampling needs a sampling map volume {self.map_name!r}; got volumes {sorted(volumes)}"
-            )
-        prior = volumes[self.map_name]
-        if prior.shape[3] != 1:
-            raise ValueError(f"sampling map {self.map_name!r} must have one channel, got shape {prior.shape}")
+        prior = single_channel(volumes, self.map_name, "weighted sampling (sampling map)")
         lo, hi = centre_range(shape, window)
         table = self._cache.get(prior, tuple(window), lambda: _build_cdf(prior, lo, hi, self.map_name))
         size = int(np.prod(table.shape))

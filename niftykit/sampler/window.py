@@ -161,6 +161,21 @@ def boxes_at(centres: np.ndarray, spatial_shape: Sequence[int], window: Sequence
     return np.concatenate([start, start + window], axis=1)
 
 
+def single_channel(volumes: Mapping[str, np.ndarray], name: str, what: str) -> np.ndarray:
+    """The one-channel volume ``name`` that a sampler draws its centres from.
+
+    Raises:
+        ValueError: it is missing (the message lists the volumes present) or has
+            more than one channel.
+    """
+    if name not in volumes:
+        raise ValueError(f"{what} needs a volume {name!r}; got volumes {sorted(volumes)}")
+    volume = volumes[name]
+    if volume.shape[3] != 1:
+        raise ValueError(f"{what} volume {name!r} must have one channel, got shape {volume.shape}")
+    return volume
+
+
 class ArrayCache:
     """A small least-recently-used cache of values derived from an array.
 
