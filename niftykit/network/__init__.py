@@ -4,6 +4,6 @@
 import Keras, only looking a network up does.
 """
 
-from niftykit.network.registry import NETWORKS, window_error
+from niftykit.network.registry import NETWORKS, nearest_valid, window_error, window_output
 
-__all__ = ["NETWORKS", "window_error"]
+__all__ = ["NETWORKS", "nearest_valid", "window_error", "window_output"]

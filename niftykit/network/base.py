@@ -61,10 +61,42 @@ class BaseNet(keras.Model):
             kwargs["bias_initializer"] = initializer(self.bias_initializer, self.bias_initializer_args)
         return kwargs
 
+    # -- the window contract ---------------------------------------------------------
+    #: ``"voxels"``: one output per voxel (segmentation, voxel-wise regression);
+    #: ``"vector"``: one output vector per window (classification, per-image regression).
+    output_kind = "voxels"
+
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:
         """Windows must be divisible by this along every axis longer than one voxel."""
         return 1
+
+    @classmethod
+    def window_minimum(cls, params: Mapping[str, Any]) -> int:
+        """The smallest window size along an axis longer than one voxel."""
+        return max(2, cls.window_divisor(params))
+
+    @classmethod
+    def output_size(cls, size: int, params: Mapping[str, Any]) -> Optional[int]:
+        """Output size along one axis for an input window of ``size`` voxels, or None
+        if the network cannot take that size.
+
+        Same-padded networks return ``size``; valid-padded ones return less (the
+        application then crops the labels to the output in training and sets the
+        inference border so that the outputs tile the volume). Axes of one voxel
+        (2-D windows) are never asked. Override this, or :meth:`window_divisor`
+        and :meth:`window_minimum`, and :meth:`window_rule` to describe the rule.
+        """
+        if size < cls.window_minimum(params) or size % cls.window_divisor(params):
+            return None
+        return int(size)
+
+    @classmethod
+    def window_rule(cls, params: Mapping[str, Any]) -> str:
+        """The accepted sizes in words, for error messages."""
+        divisor, minimum = cls.window_divisor(params), cls.window_minimum(params)
+        rule = f"divisible by {divisor}" if divisor > 1 else "any size"
+        return f"{rule}, at least {minimum}" if minimum > max(divisor, 2) else rule
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -14,16 +14,27 @@ from typing import Any, Mapping, Optional, Sequence
 
 from niftykit.registry import Registry
 
-__all__ = ["NETWORKS", "window_error", "nearest_multiples"]
+__all__ = ["NETWORKS", "window_error", "window_output", "nearest_valid", "nearest_multiples"]
 
 NETWORKS = Registry(
     "network",
-    planned=["unet_2d", "nonewnet", "vnet", "highres3dnet", "highres3dnet_small",
-             "highres3dnet_large", "dense_vnet", "deepmedic", "scalenet", "holisticnet",
-             "resnet", "se_resnet", "vae", "simple_gan", "simulator_gan"],
+    planned=["scalenet", "holisticnet", "vae", "simple_gan", "simulator_gan"],
 )
-NETWORKS.register("toynet", "niftykit.network.toynet:ToyNet")
-NETWORKS.register("unet", "niftykit.network.unet:UNet3D")
+for _name, _entry in (
+        ("toynet", "niftykit.network.toynet:ToyNet"),
+        ("unet", "niftykit.network.unet:UNet3D"),
+        ("unet_2d", "niftykit.network.unet_2d:UNet2D"),
+        ("nonewnet", "niftykit.network.nonewnet:NoNewNet"),
+        ("vnet", "niftykit.network.vnet:VNet"),
+        ("highres3dnet", "niftykit.network.highres3dnet:HighRes3DNet"),
+        ("highres3dnet_small", "niftykit.network.highres3dnet:HighRes3DNetSmall"),
+        ("highres3dnet_large", "niftykit.network.highres3dnet:HighRes3DNetLarge"),
+        ("dense_vnet", "niftykit.network.dense_vnet:DenseVNet"),
+        ("deepmedic", "niftykit.network.deepmedic:DeepMedic"),
+        ("resnet", "niftykit.network.resnet:ResNet"),
+        ("se_resnet", "niftykit.network.resnet:SEResNet"),
+        ("regression_head", "niftykit.network.heads:RegressionHead")):
+    NETWORKS.register(_name, _entry)
 
 
 def nearest_multiples(size: int, divisor: int) -> Sequence[int]:
@@ -32,19 +43,53 @@ def nearest_multiples(size: int, divisor: int) -> Sequence[int]:
     return [s for s in (low, low + divisor) if s > 0]
 
 
+def _accepts(network_class: Any, size: int, params: Mapping[str, Any]) -> bool:
+    output_of = getattr(network_class, "output_size", None)
+    if output_of is not None:
+        out = output_of(size, params)
+        return out is not None and out >= 1
+    divisor_of = getattr(network_class, "window_divisor", None)
+    return divisor_of is None or size % int(divisor_of(params)) == 0
+
+
+def nearest_valid(network_class: Any, size: int, params: Optional[Mapping[str, Any]] = None,
+                  search: int = 1024) -> Sequence[int]:
+    """The accepted window sizes nearest to ``size``: the largest below and the smallest above."""
+    params = dict(params or {})
+    below = next((s for s in range(size - 1, 1, -1) if _accepts(network_class, s, params)), None)
+    above = next((s for s in range(size + 1, size + search) if _accepts(network_class, s, params)),
+                 None)
+    return [s for s in (below, above) if s is not None]
+
+
 def window_error(network_class: Any, window: Sequence[int],
                  params: Optional[Mapping[str, Any]] = None) -> Optional[str]:
-    """Why ``network_class`` cannot take ``window`` (x, y, z), or None if it can."""
-    divisor_of = getattr(network_class, "window_divisor", None)
-    if divisor_of is None:
-        return None
-    divisor = int(divisor_of(dict(params or {})))
-    bad = [(axis, size) for axis, size in zip("xyz", window) if size > 1 and size % divisor]
+    """Why ``network_class`` cannot take ``window`` (x, y, z), or None if it can.
+
+    Axes of one voxel (2-D windows) are not checked. The message gives the
+    rule (:meth:`BaseNet.window_rule`) and, per bad axis, the nearest sizes
+    that would work.
+    """
+    params = dict(params or {})
+    bad = [(axis, size) for axis, size in zip("xyz", window)
+           if size > 1 and not _accepts(network_class, size, params)]
     if not bad:
         return None
-    fixed = [nearest_multiples(size, divisor)[-1] if size > 1 and size % divisor else size
-             for size in window]
-    details = ", ".join(f"{axis}={size} (try {' or '.join(map(str, nearest_multiples(size, divisor)))})"
+    rule_of = getattr(network_class, "window_rule", None)
+    rule = rule_of(params) if rule_of is not None else "other sizes"
+    nearest = {axis: nearest_valid(network_class, size, params) for axis, size in bad}
+    fixed = [nearest[axis][-1] if (axis, size) in bad and nearest[axis] else size
+             for axis, size in zip("xyz", window)]
+    details = ", ".join(f"{axis}={size} (try {' or '.join(map(str, nearest[axis])) or 'none'})"
                         for axis, size in bad)
-    return (f"the network needs window sizes divisible by {divisor}: {details}; "
-            f"e.g. {list(fixed)}")
+    return f"the network needs window sizes {rule}: {details}; e.g. {list(fixed)}"
+
+
+def window_output(network_class: Any, window: Sequence[int],
+                  params: Optional[Mapping[str, Any]] = None) -> tuple:
+    """The network's spatial output shape for an accepted ``window`` (x, y, z)."""
+    params = dict(params or {})
+    output_of = getattr(network_class, "output_size", None)
+    if output_of is None:
+        return tuple(int(s) for s in window)
+    return tuple(int(s) if s <= 1 else int(output_of(int(s), params)) for s in window)

@@ -29,8 +29,8 @@ def test_registry_finds_unet_and_suggests():
     from niftykit.errors import ConfigError, NotSupportedError
     with pytest.raises(ConfigError, match="did you mean 'unet'"):
         NETWORKS.get("unett")
-    with pytest.raises(NotSupportedError, match="dense_vnet"):
-        NETWORKS.get("dense_vnet")
+    with pytest.raises(NotSupportedError, match="scalenet"):
+        NETWORKS.get("scalenet")
 
 
 def test_window_contract_names_nearest_sizes():
