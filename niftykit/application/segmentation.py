@@ -26,6 +26,7 @@ from niftykit.io import Subject, write_image
 from niftykit.io.augment import Augmenter
 from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
+from niftykit.network import nearest_valid, window_error, window_output
 from niftykit.sampler import (BalancedSampler, GridAggregator, GridSampler, ResizeAggregator,
                               ResizeSampler, UniformSampler, WeightedSampler, flip_tta,
                               label_dtype, resize_to, resolve_window)
@@ -116,6 +117,12 @@ class SegmentationApplication(BaseApplication):
                 raise ConfigError(f"{self.config.source}: [inputs.{self.task.image[0]}] "
                                   "spatial_window_size: window_sampling: resize needs a full "
                                   f"window size, got {list(window)}")
+            if self.output_window(window) != tuple(window):
+                raise ConfigError(
+                    f"{self.config.source}: [network] window_sampling: resize needs a network "
+                    f"whose output has the window's size; '{self.config.network.name}' gives "
+                    f"{list(self.output_window(window))} for {list(window)} (use padding: same, "
+                    "or uniform/balanced/weighted sampling)")
             return ResizeSampler(window, n, self.volume_orders(), rng)
         if kind == "weighted":
             self._require_sampler_source(kind)
@@ -161,8 +168,16 @@ class SegmentationApplication(BaseApplication):
         return augmented
 
     # -- model --------------------------------------------------------------------
+    def output_window(self, window: Sequence[int]) -> Tuple[int, ...]:
+        """The network's output shape for an input ``window`` (smaller for valid convolutions)."""
+        return window_output(self.network_class(), window, self.config.network.params)
+
     def build_network(self) -> Any:
         net = self.config.network
+        if getattr(self.network_class(), "output_kind", "voxels") != "voxels":
+            raise ConfigError(f"{self.config.source}: [network] name: '{net.name}' outputs one "
+                              "vector per window; segmentation needs a voxel-wise network "
+                              "(e.g. unet, dense_vnet, highres3dnet)")
         window = self.training_window()
         kwargs = dict(
             num_classes=self.num_classes, activation=net.activation_function,
@@ -180,7 +195,9 @@ class SegmentationApplication(BaseApplication):
                               f"'{net.name}': {exc}") from exc
 
     def loss(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
-        return LOSSES.get(self.config.training.loss_type)(outputs, batch["label"])
+        """The configured loss; labels are centre-cropped to the output of a valid-padded network."""
+        labels = _crop_like(batch["label"], outputs)
+        return LOSSES.get(self.config.training.loss_type)(outputs, labels)
 
     # -- inference ----------------------------------------------------------------
     def inference_window(self, spatial_shape: Sequence[int]) -> Tuple[int, int, int]:
@@ -189,12 +206,24 @@ class SegmentationApplication(BaseApplication):
         the network accepts (the volume is padded and cropped back)."""
         window = tuple(self.config.inference.spatial_window_size or ()) or self.training_window()
         resolved = resolve_window(window, spatial_shape)
-        divisor_of = getattr(self.network_class(), "window_divisor", None)
-        divisor = int(divisor_of(dict(self.config.network.params or {}))) if divisor_of else 1
-        rounded = tuple(size if size <= 1 or fixed > 0 else -(-size // divisor) * divisor
+        cls, params = self.network_class(), dict(self.config.network.params or {})
+        rounded = tuple(size if size <= 1 or fixed > 0 or window_error(cls, (size, 1, 1), params) is None
+                        else (nearest_valid(cls, size, params) or [size])[-1]
                         for size, fixed in zip(resolved, window))
         self.check_window(rounded, "[inference] spatial_window_size")
         return rounded  # type: ignore[return-value]
+
+    def inference_border(self, window: Sequence[int]) -> Tuple[int, int, int]:
+        """``inference.border``, raised where a valid-padded network's output is smaller than
+        the window, so that the outputs tile the volume (NiftyNet left this to the user)."""
+        border = [int(b) for b in self.config.inference.border]
+        border += [0] * (3 - len(border))
+        margin = [(w - o) // 2 for w, o in zip(window, self.output_window(window))]
+        needed = tuple(max(b, m) for b, m in zip(border, margin))
+        if needed != tuple(border[:3]):
+            log.info("inference border %s raised to %s: the network's output for window %s is %s",
+                     tuple(border[:3]), needed, tuple(window), self.output_window(window))
+        return needed  # type: ignore[return-value]
 
     def output_path(self, subject: Subject) -> Path:
         """``<save_seg_dir>/<subject id><output_postfix>.nii.gz``; an id cannot leave the folder."""
@@ -237,7 +266,8 @@ class SegmentationApplication(BaseApplication):
         """Sliding windows, streamed into the aggregator: class indices ``(x, y, z)``
         (only a slab of probabilities is ever held) or probabilities ``(x, y, z, C)``."""
         inference = self.config.inference
-        sampler = GridSampler(volume, self.inference_window(volume.shape[:3]), inference.border,
+        window = self.inference_window(volume.shape[:3])
+        sampler = GridSampler(volume, window, self.inference_border(window),
                               overlap=inference.overlap)
         aggregator = GridAggregator(
             sampler, self.num_classes, mode=inference.aggregation,
@@ -302,6 +332,18 @@ class SegmentationApplication(BaseApplication):
         rows = evaluate_segmentations(pairs, self.evaluation_labels(), out, overwrite=True,
                                       metrics=metrics, units=self.task.evaluation_units)
         return out, summarise_metrics(rows)
+
+
+def _crop_like(labels: Any, outputs: Any) -> Any:
+    """Centre-crop ``labels`` (b, x, y, z, ...) to the spatial shape of ``outputs``."""
+    have, want = labels.shape[1:4], outputs.shape[1:4]
+    if tuple(have) == tuple(want):
+        return labels
+    slices = [slice(None)]
+    for h, w in zip(have, want):
+        lo = (int(h) - int(w)) // 2
+        slices.append(slice(lo, lo + int(w)))
+    return labels[tuple(slices)]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
