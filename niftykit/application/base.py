@@ -15,22 +15,27 @@ application per run and asks it, in order,
 * :meth:`~BaseApplication.evaluate` - how files become numbers.
 
 A new task subclasses this (or an existing application) and overrides the
-hooks it changes; see the README's "Writing an application".
+hooks it changes; see the README's "Writing an application". Helpers every
+application may use: :meth:`~BaseApplication.training_window`,
+:meth:`~BaseApplication.augmenter`, :meth:`~BaseApplication.instantiate_network`,
+:meth:`~BaseApplication.inference_window` and :meth:`~BaseApplication.inference_border`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from niftykit.application.dataset import discover_subjects, select_phase
 from niftykit.errors import ConfigError
 from niftykit.io import Subject
+from niftykit.io.augment import Augmenter
 from niftykit.io.cache import VolumeCache
-from niftykit.network import NETWORKS, window_error
+from niftykit.network import NETWORKS, nearest_valid, window_error, window_output
+from niftykit.sampler.window import resolve_window
 
 __all__ = ["BaseApplication", "PredictFn"]
 
@@ -127,6 +132,90 @@ class BaseApplication:
     def build_network(self) -> Any:
         """The Keras model; must be called inside the engine's strategy scope."""
         raise NotImplementedError
+
+    def instantiate_network(self, num_classes: int, spatial_rank: int = 3) -> Any:
+        """``network.name`` built with NiftyNet's common arguments and ``network.params``
+        (which may override ``num_classes``).
+
+        Raises:
+            ConfigError: the network rejects its parameters (naming ``network.params``).
+        """
+        net = self.config.network
+        kwargs = dict(
+            num_classes=int(num_classes), activation=net.activation_function,
+            spatial_rank=spatial_rank, weight_initializer=net.weight_initializer,
+            weight_initializer_args=dict(net.weight_initializer_args or {}),
+            bias_initializer=net.bias_initializer,
+            bias_initializer_args=dict(net.bias_initializer_args or {}),
+            decay=net.decay, reg_type=net.reg_type)
+        kwargs.update(net.params or {})
+        try:
+            return self.network_class()(name="network", **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.config.source}: [network] params: cannot build "
+                              f"'{net.name}': {exc}") from exc
+
+    def training_window(self) -> Tuple[int, int, int]:
+        """``spatial_window_size`` of the first image source; the other training sources
+        that set a window must agree.
+
+        Raises:
+            ConfigError: no window, or two sources disagree (naming the keys).
+        """
+        images = list(getattr(self.task, "image", ()))
+        if not images:
+            raise ConfigError(f"{self.config.source}: [{self.section}] image: required")
+        name = images[0]
+        window = tuple(self.config.inputs[name].spatial_window_size or ())
+        if not window:
+            raise ConfigError(f"{self.config.source}: [inputs.{name}] spatial_window_size: "
+                              "required for training, e.g. [32, 32, 32]")
+        for other in self.input_sources("training")[1:]:
+            size = tuple(self.config.inputs[other].spatial_window_size or ())
+            if size and size != window:
+                raise ConfigError(
+                    f"{self.config.source}: [inputs.{other}] spatial_window_size: {list(size)} "
+                    f"differs from [inputs.{name}] {list(window)}; give them the same window")
+        return window  # type: ignore[return-value]
+
+    def output_window(self, window: Sequence[int]) -> Tuple[int, ...]:
+        """The network's spatial output for an input ``window`` (smaller for valid convolutions)."""
+        return window_output(self.network_class(), window, self.config.network.params)
+
+    def inference_window(self, spatial_shape: Sequence[int]) -> Tuple[int, int, int]:
+        """The grid window for one volume: ``inference.spatial_window_size`` or the
+        training window; sizes of 0 or less take the whole axis, rounded up to what
+        the network accepts (the volume is padded and cropped back)."""
+        window = tuple(self.config.inference.spatial_window_size or ()) or self.training_window()
+        resolved = resolve_window(window, spatial_shape)
+        cls, params = self.network_class(), dict(self.config.network.params or {})
+        rounded = tuple(
+            size if size <= 1 or fixed > 0 or window_error(cls, (size, 1, 1), params) is None
+            else (nearest_valid(cls, size, params) or [size])[-1]
+            for size, fixed in zip(resolved, window))
+        self.check_window(rounded, "[inference] spatial_window_size")
+        return rounded  # type: ignore[return-value]
+
+    def inference_border(self, window: Sequence[int]) -> Tuple[int, int, int]:
+        """``inference.border``, raised where a valid-padded network's output is smaller
+        than the window, so that the outputs tile the volume."""
+        border = [int(b) for b in self.config.inference.border]
+        border += [0] * (3 - len(border))
+        margin = [(w - o) // 2 for w, o in zip(window, self.output_window(window))]
+        return tuple(max(b, m) for b, m in zip(border, margin))  # type: ignore[return-value]
+
+    def augmenter(self, rng: np.random.Generator) -> Augmenter:
+        """NiftyNet's ``[TRAINING]`` augmentation plus gamma and noise, drawn from ``rng``."""
+        t = self.config.training
+        return Augmenter(
+            rng=rng, flip_axes=t.random_flipping_axes, rotation=t.rotation_angle,
+            rotation_x=t.rotation_angle_x, rotation_y=t.rotation_angle_y,
+            rotation_z=t.rotation_angle_z, scaling=t.scaling_percentage,
+            isotropic_scaling=t.isotropic_scaling, antialiasing=t.antialiasing,
+            elastic=t.do_elastic_deformation, num_ctrl_points=t.num_ctrl_points,
+            deformation_sigma=t.deformation_sigma, proportion_to_deform=t.proportion_to_deform,
+            bias_field_range=t.bias_field_range, bf_order=t.bf_order,
+            gamma_range=t.gamma_range, noise_std=t.noise_std)
 
     def loss(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
         """Scalar loss of one batch (without regularisation terms)."""

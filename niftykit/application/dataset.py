@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Sequence
 from niftykit.errors import DataError
 from niftykit.io import (PHASES, Subject, find_files, load_or_create_split, match_subjects,
                          read_file_list, subjects_in_phase)
+from niftykit.io.discovery import DataTable, read_data_csv
 
 __all__ = ["discover_subjects", "select_phase"]
 
@@ -26,18 +27,38 @@ def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str],
             instead of a warning.
 
     Returns:
-        Subjects having every source, sorted by id.
+        Subjects having every source, sorted by id. A source whose section sets
+        ``csv_data_file`` holds one row of values per subject instead of files:
+        it is read (and checked) here but does not take part in the join; the
+        subject's path for it is the CSV file, and a missing row is an error
+        when the application needs that subject's value
+        (:meth:`~niftykit.io.discovery.DataTable.row`), not before: subjects
+        kept for inference need no label.
+
+    Raises:
+        DataError: as :func:`~niftykit.io.match_subjects` and
+            :func:`~niftykit.io.discovery.read_data_csv`.
     """
     found: Dict[str, Mapping[str, object]] = {}
+    tables: Dict[str, DataTable] = {}
     for name in dict.fromkeys(sources):
         section = inputs[name]
-        if getattr(section, "csv_file", None):
+        if getattr(section, "csv_data_file", None):
+            tables[name] = read_data_csv(section.csv_data_file, source=name)
+        elif getattr(section, "csv_file", None):
             found[name] = read_file_list(section.csv_file, source=name)
         else:
             found[name] = find_files(
                 section.path_to_search, section.filename_contains,
                 section.filename_not_contains, section.filename_removefromid, source=name)
-    return match_subjects(found, strict=strict)
+    if not found:
+        raise DataError(f"input sources {', '.join(sources)} are all csv_data_file tables; "
+                        "give at least one image source")
+    subjects = match_subjects(found, strict=strict)
+    for name, table in tables.items():
+        for subject in subjects:
+            subject.paths[name] = table.path
+    return subjects
 
 
 def select_phase(subjects: Sequence[Subject], system: object, training: object,

@@ -4,6 +4,8 @@ from niftykit.registry import Registry
 
 __all__ = ["APPLICATIONS"]
 
-APPLICATIONS = Registry(
-    "application", planned=["classification", "regression", "autoencoder", "gan", "registration"])
+APPLICATIONS = Registry("application", planned=["autoencoder", "gan", "registration"])
 APPLICATIONS.register("segmentation", "niftykit.application.segmentation:SegmentationApplication")
+APPLICATIONS.register("classification",
+                      "niftykit.application.classification:ClassificationApplication")
+APPLICATIONS.register("regression", "niftykit.application.regression:RegressionApplication")

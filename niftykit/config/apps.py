@@ -56,27 +56,35 @@ class SegmentationConfig:
 
 @dataclass
 class ClassificationConfig:
-    """NiftyNet's ``[CLASSIFICATION]``: one label per image."""
+    """NiftyNet's ``[CLASSIFICATION]``: one label per image.
 
-    image: tuple[str, ...] = option((), InputRefs(), required=_IMAGE)
-    label: tuple[str, ...] = option((), InputRefs())
+    ``label`` names an input section holding one value per subject: a
+    ``csv_data_file`` of ``subject_id,value`` rows, or label images of one value.
+    """
+
+    image: tuple[str, ...] = option((), InputRefs(), True, required=_IMAGE)
+    label: tuple[str, ...] = option((), InputRefs(), True)
     sampler: tuple[str, ...] = option((), InputRefs())
     inferred: tuple[str, ...] = option((), InputRefs())
-    num_classes: int = option(-1, Int(ge=2, note=_CLASSES), required=_CLASSES_REQUIRED)
-    output_prob: bool = option(False, Bool())
-    label_normalisation: bool = option(False, Bool())
+    num_classes: int = option(-1, Int(ge=2, note=_CLASSES), True, required=_CLASSES_REQUIRED)
+    output_prob: bool = option(False, Bool(), True)
+    label_normalisation: bool = option(False, Bool(), True)
 
 
 @dataclass
 class RegressionConfig:
-    """NiftyNet's ``[REGRESSION]``: voxel-wise regression of an ``output`` image."""
+    """NiftyNet's ``[REGRESSION]``: regression of an ``output`` image, voxel by voxel,
+    or (niftykit) of per-image values when the ``output`` section is a ``csv_data_file``.
 
-    image: tuple[str, ...] = option((), InputRefs(), required=_IMAGE)
-    output: tuple[str, ...] = option((), InputRefs())
-    weight: tuple[str, ...] = option((), InputRefs())
+    ``loss_border`` is in voxels, dropped from the loss at every window edge.
+    """
+
+    image: tuple[str, ...] = option((), InputRefs(), True, required=_IMAGE)
+    output: tuple[str, ...] = option((), InputRefs(), True)
+    weight: tuple[str, ...] = option((), InputRefs(), True)
     sampler: tuple[str, ...] = option((), InputRefs())
     inferred: tuple[str, ...] = option((), InputRefs())
-    loss_border: int = option(0, Int(ge=0))
+    loss_border: int = option(0, Int(ge=0), True)
     error_map: bool = option(False, Bool())
 
 

@@ -28,9 +28,11 @@ def _check_references(config: Any, raw: RawConfig, task: str) -> None:
 
 def _check_sources(config: Any, raw: RawConfig) -> None:
     for name, section in config.inputs.items():
-        if not section.path_to_search and section.csv_file is None:
+        if (not section.path_to_search and section.csv_file is None
+                and getattr(section, "csv_data_file", None) is None):
             raise raw.error(name, "path_to_search", "required: a folder of images (or set "
-                            "csv_file to a subject_id,path list)", is_input=True)
+                            "csv_file to a subject_id,path list, or csv_data_file to "
+                            "subject_id,value rows)", is_input=True)
 
 
 def _check_split(config: Any, raw: RawConfig) -> None:

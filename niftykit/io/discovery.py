@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from niftykit.errors import DataError
 from niftykit.io.readers import SUPPORTED_SUFFIXES
 from niftykit.typing import PathLike
 
-__all__ = ["Subject", "find_files", "read_file_list", "match_subjects"]
+__all__ = ["Subject", "find_files", "read_file_list", "match_subjects", "DataTable",
+           "read_data_csv"]
 
 logger = logging.getLogger("niftykit")
 
@@ -198,6 +200,94 @@ def read_file_list(csv_file: PathLike, *, source: str = "") -> dict[str, Path]:
     if not found:
         raise DataError(f"{label}file list {csv_file} has no rows; expected 'subject_id,path' lines")
     return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class DataTable:
+    """Per-subject values from a NiftyNet ``csv_data_file`` (labels, regression targets).
+
+    Attributes:
+        path: the CSV file.
+        columns: a name per value column (from a header row, else ``value`` for one
+            column and ``value_0``, ``value_1``... for several).
+        values: subject id -> ``(k,)`` float64 values, sorted by id.
+    """
+
+    path: Path
+    columns: tuple[str, ...]
+    values: dict[str, tuple[float, ...]]
+
+    def row(self, subject: str) -> tuple[float, ...]:
+        """The values of one subject.
+
+        Raises:
+            DataError: the file has no row for ``subject`` (naming the file and the id).
+        """
+        if subject not in self.values:
+            raise DataError(f"{self.path} has no row for subject {subject!r}; add a line "
+                            f"'{subject},<value>' (csv_data_file)")
+        return self.values[subject]
+
+
+def _numbers(cells: list[str]) -> tuple[float, ...] | None:
+    try:
+        return tuple(float(c) for c in cells)
+    except ValueError:
+        return None
+
+
+def read_data_csv(csv_file: PathLike, *, source: str = "") -> DataTable:
+    """Read a ``csv_data_file``: rows ``subject_id,value[,value...]``.
+
+    As NiftyNet's CSV reader (``niftynet/contrib/csv_reader``): no header, the
+    subject id then its values. A first row whose values are not numbers is
+    taken as a header naming the columns. Every row has the same number of
+    values; values must be finite numbers.
+
+    Args:
+        csv_file: the table.
+        source: input-source name, for messages.
+
+    Returns:
+        The table.
+
+    Raises:
+        DataError: the file is missing or empty, a row is malformed or has a
+            value that is not a number, the rows differ in length, or an id repeats.
+    """
+    csv_file = Path(csv_file)
+    label = f"input source '{source}': " if source else ""
+    if not csv_file.is_file():
+        raise DataError(f"{label}{csv_file} does not exist (csv_data_file)")
+    columns: tuple[str, ...] | None = None
+    values: dict[str, tuple[float, ...]] = {}
+    with csv_file.open(newline="", encoding="utf-8") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            cells = [c.strip() for c in row]
+            if not any(cells):
+                continue
+            where = f"{label}{csv_file} line {line}"
+            if len(cells) < 2 or not cells[0] or not all(cells[1:]):
+                raise DataError(f"{where}: expected 'subject_id,value[,value...]', got {row}")
+            numbers = _numbers(cells[1:])
+            if numbers is None and columns is None and not values:
+                columns = tuple(cells[1:])
+                continue
+            if numbers is None or not all(math.isfinite(v) for v in numbers):
+                raise DataError(f"{where}: subject {cells[0]!r}: values must be numbers, got {cells[1:]}")
+            width = len(columns) if columns else len(next(iter(values.values()), numbers))
+            if len(numbers) != width:
+                raise DataError(f"{where}: subject {cells[0]!r} has {len(numbers)} values, "
+                                f"the rows before have {width}")
+            if cells[0] in values:
+                raise DataError(f"{where}: subject {cells[0]!r} is listed twice")
+            values[cells[0]] = numbers
+    if not values:
+        raise DataError(f"{label}{csv_file} has no rows; expected 'subject_id,value' lines")
+    width = len(next(iter(values.values())))
+    if columns is None:
+        columns = ("value",) if width == 1 else tuple(f"value_{i}" for i in range(width))
+    return DataTable(path=csv_file, columns=columns, values=dict(sorted(values.items())))
 
 
 def _list_ids(ids: Sequence[str], limit: int = _MAX_LISTED) -> str:

@@ -48,10 +48,12 @@ def test_unsupported_input_key(write, minimal_yaml):
         check_supported(config)
 
 
-def test_unsupported_application(shared_inis):
-    config = load_config(shared_inis / "default_monomodal_regression.ini")
-    with pytest.raises(NotSupportedError, match="application: 'regression' is not supported yet"):
-        check_supported(config)
+def test_unsupported_application(write, minimal_yaml):
+    text = minimal_yaml.replace("application: segmentation", "application: autoencoder")
+    text = text.replace("segmentation:\n  image: ct\n  label: label\n  num_classes: 9\n",
+                        "autoencoder:\n  image: ct\n")
+    with pytest.raises(NotSupportedError, match="application: 'autoencoder' is not supported yet"):
+        check_supported(load_config(write("ae.yaml", text)))
 
 
 def test_dotted_application_is_allowed(write, minimal_yaml):
