@@ -24,6 +24,7 @@ application may use: :meth:`~BaseApplication.training_window`,
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -38,6 +39,8 @@ from niftykit.network import NETWORKS, nearest_valid, window_error, window_outpu
 from niftykit.sampler.window import resolve_window
 
 __all__ = ["BaseApplication", "PredictFn"]
+
+log = logging.getLogger("niftykit")
 
 #: predict(batch of windows (B, x, y, z, c) float32) -> network outputs (B, x, y, z, k) numpy
 PredictFn = Callable[[np.ndarray], np.ndarray]
@@ -198,11 +201,15 @@ class BaseApplication:
 
     def inference_border(self, window: Sequence[int]) -> Tuple[int, int, int]:
         """``inference.border``, raised where a valid-padded network's output is smaller
-        than the window, so that the outputs tile the volume."""
+        than the window, so that the outputs tile the volume (NiftyNet left this to the user)."""
         border = [int(b) for b in self.config.inference.border]
         border += [0] * (3 - len(border))
         margin = [(w - o) // 2 for w, o in zip(window, self.output_window(window))]
-        return tuple(max(b, m) for b, m in zip(border, margin))  # type: ignore[return-value]
+        needed = tuple(max(b, m) for b, m in zip(border, margin))
+        if needed != tuple(border[:3]):
+            log.info("inference border %s raised to %s: the network's output for window %s is %s",
+                     tuple(border[:3]), needed, tuple(window), self.output_window(window))
+        return needed  # type: ignore[return-value]
 
     def augmenter(self, rng: np.random.Generator) -> Augmenter:
         """NiftyNet's ``[TRAINING]`` augmentation plus gamma and noise, drawn from ``rng``."""

@@ -23,13 +23,11 @@ from niftykit.application.preparation import build_preprocessor, describe, fit_p
 from niftykit.errors import ConfigError, DataError, ImageError
 from niftykit.evaluation import evaluate_segmentations, resolve_metrics, summarise_metrics
 from niftykit.io import Subject, write_image
-from niftykit.io.augment import Augmenter
 from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
-from niftykit.network import nearest_valid, window_error, window_output
 from niftykit.sampler import (BalancedSampler, GridAggregator, GridSampler, ResizeAggregator,
                               ResizeSampler, UniformSampler, WeightedSampler, flip_tta,
-                              label_dtype, resize_to, resolve_window)
+                              label_dtype, resize_to)
 
 __all__ = ["SegmentationApplication"]
 
@@ -77,34 +75,6 @@ class SegmentationApplication(BaseApplication):
 
     def preprocess(self, subject: Subject, with_label: bool) -> Any:
         return self.preprocessor(subject, with_label=with_label)
-
-    def training_window(self) -> Tuple[int, int, int]:
-        """``spatial_window_size`` of the first image source (label windows must agree)."""
-        name = self.task.image[0]
-        window = tuple(self.config.inputs[name].spatial_window_size or ())
-        if not window:
-            raise ConfigError(f"{self.config.source}: [inputs.{name}] spatial_window_size: "
-                              "required for training, e.g. [32, 32, 32]")
-        for other in self.input_sources("training")[1:]:
-            size = tuple(self.config.inputs[other].spatial_window_size or ())
-            if size and size != window:
-                raise ConfigError(
-                    f"{self.config.source}: [inputs.{other}] spatial_window_size: {list(size)} "
-                    f"differs from [inputs.{name}] {list(window)}; give them the same window")
-        return window  # type: ignore[return-value]
-
-    def augmenter(self, rng: np.random.Generator) -> Augmenter:
-        """NiftyNet's ``[TRAINING]`` augmentation plus gamma and noise, drawn from ``rng``."""
-        t = self.config.training
-        return Augmenter(
-            rng=rng, flip_axes=t.random_flipping_axes, rotation=t.rotation_angle,
-            rotation_x=t.rotation_angle_x, rotation_y=t.rotation_angle_y,
-            rotation_z=t.rotation_angle_z, scaling=t.scaling_percentage,
-            isotropic_scaling=t.isotropic_scaling, antialiasing=t.antialiasing,
-            elastic=t.do_elastic_deformation, num_ctrl_points=t.num_ctrl_points,
-            deformation_sigma=t.deformation_sigma, proportion_to_deform=t.proportion_to_deform,
-            bias_field_range=t.bias_field_range, bf_order=t.bf_order,
-            gamma_range=t.gamma_range, noise_std=t.noise_std)
 
     def _window_sampler(self, rng: np.random.Generator) -> Any:
         """The ``network.window_sampling`` sampler for the training window."""
@@ -168,10 +138,6 @@ class SegmentationApplication(BaseApplication):
         return augmented
 
     # -- model --------------------------------------------------------------------
-    def output_window(self, window: Sequence[int]) -> Tuple[int, ...]:
-        """The network's output shape for an input ``window`` (smaller for valid convolutions)."""
-        return window_output(self.network_class(), window, self.config.network.params)
-
     def build_network(self) -> Any:
         net = self.config.network
         if getattr(self.network_class(), "output_kind", "voxels") != "voxels":
@@ -200,31 +166,6 @@ class SegmentationApplication(BaseApplication):
         return LOSSES.get(self.config.training.loss_type)(outputs, labels)
 
     # -- inference ----------------------------------------------------------------
-    def inference_window(self, spatial_shape: Sequence[int]) -> Tuple[int, int, int]:
-        """The grid window for one volume: ``inference.spatial_window_size`` or the
-        training window; sizes of 0 or less take the whole axis, rounded up to what
-        the network accepts (the volume is padded and cropped back)."""
-        window = tuple(self.config.inference.spatial_window_size or ()) or self.training_window()
-        resolved = resolve_window(window, spatial_shape)
-        cls, params = self.network_class(), dict(self.config.network.params or {})
-        rounded = tuple(size if size <= 1 or fixed > 0 or window_error(cls, (size, 1, 1), params) is None
-                        else (nearest_valid(cls, size, params) or [size])[-1]
-                        for size, fixed in zip(resolved, window))
-        self.check_window(rounded, "[inference] spatial_window_size")
-        return rounded  # type: ignore[return-value]
-
-    def inference_border(self, window: Sequence[int]) -> Tuple[int, int, int]:
-        """``inference.border``, raised where a valid-padded network's output is smaller than
-        the window, so that the outputs tile the volume (NiftyNet left this to the user)."""
-        border = [int(b) for b in self.config.inference.border]
-        border += [0] * (3 - len(border))
-        margin = [(w - o) // 2 for w, o in zip(window, self.output_window(window))]
-        needed = tuple(max(b, m) for b, m in zip(border, margin))
-        if needed != tuple(border[:3]):
-            log.info("inference border %s raised to %s: the network's output for window %s is %s",
-                     tuple(border[:3]), needed, tuple(window), self.output_window(window))
-        return needed  # type: ignore[return-value]
-
     def output_path(self, subject: Subject) -> Path:
         """``<save_seg_dir>/<subject id><output_postfix>.nii.gz``; an id cannot leave the folder."""
         folder = Path(self.config.inference.save_seg_dir)
