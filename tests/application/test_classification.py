@@ -7,7 +7,6 @@ mean of 0.005, so a tiny ResNet separates them within a few dozen iterations.
 
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

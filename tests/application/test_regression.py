@@ -7,7 +7,6 @@ is each image's level (its mean intensity, 0.5-2.0, under N(0, 0.3) noise).
 
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
