@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     split.add_argument("--out", metavar="DIR", help="folder for the fold files (default: <model_dir>/folds)")
     split.add_argument("--overwrite", action="store_true", help="replace existing split files")
     split.set_defaults(func=_split)
+    networks = commands.add_parser(
+        "networks", help="list the networks: window rule, output, parameters",
+        description="List every registered network with the window sizes it takes and what it "
+                    "outputs; with --params, also its parameter count for its default params.")
+    networks.add_argument("--params", action="store_true",
+                          help="build each network (default params) and count its parameters")
+    networks.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
+    networks.add_argument("--classes", type=int, default=2, help="outputs (default 2)")
+    networks.add_argument("--debug", action="store_true", help="show tracebacks")
+    networks.set_defaults(func=_networks)
     config = commands.add_parser("config", help="show or convert configs")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = config_commands.add_parser("show", parents=[common],
@@ -186,6 +196,36 @@ def _config_convert(args: argparse.Namespace, overrides: List[str]) -> int:
         log.info("wrote %s", args.output)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _networks(args: argparse.Namespace, overrides: List[str]) -> int:
+    """Print the network registry: name, class, window rule, output, parameter count."""
+    if overrides:
+        raise ConfigError(f"command line: networks takes no overrides, got {overrides}")
+    from niftykit.engine.runtime import import_tensorflow
+    import_tensorflow("", args.debug)  # the network modules import Keras
+    from niftykit.network import NETWORKS, nearest_valid, window_output
+    rows = []
+    for name in NETWORKS.names():
+        cls = NETWORKS.get(name)
+        rank = 2 if name == "unet_2d" else 3
+        size = 64 if cls.output_size(64, {}) is not None else nearest_valid(cls, 64, {})[-1]
+        window = (size, size, 1) if rank == 2 else (size,) * 3
+        out = ("one vector" if cls.output_kind == "vector"
+               else "x".join(map(str, window_output(cls, window, {}))))
+        row = [name, f"{cls.__module__}:{cls.__name__}", cls.window_rule({}),
+               f"{'x'.join(map(str, window))} -> {out}"]
+        if args.params:
+            import keras
+            model = cls(num_classes=args.classes, spatial_rank=rank, name="network")
+            model(keras.Input(window + (args.channels,)))
+            row.append(f"{model.count_params():,}")
+        rows.append(row)
+    header = ["name", "class", "windows it takes", "example"] + (["parameters"] if args.params else [])
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
 
 

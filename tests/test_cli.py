@@ -124,3 +124,12 @@ def test_config_convert_writes_once_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["config", "convert", str(ini), "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["config", "convert", str(ini), "-o", str(out), "--overwrite"]) == 0
+
+
+def test_networks_lists_every_network_with_its_window_rule(capsys):
+    from niftykit.network import NETWORKS
+    assert main(["networks"]) == 0
+    out = capsys.readouterr().out
+    for name in NETWORKS.names():
+        assert f"\n{name} " in out
+    assert "divisible by 3 (d_factor), at least 51" in out and "one vector" in out
