@@ -58,6 +58,11 @@ class Config:
     registration: RegistrationConfig | None = None
     source: Path | None = field(default=None, compare=False)
 
+    def to_yaml(self) -> str:
+        """The resolved config as niftykit YAML (``niftykit config show``)."""
+        from niftykit.config.dump import config_to_yaml
+        return config_to_yaml(self)
+
     @property
     def task_section(self) -> str:
         """The name of the active application section, e.g. ``segmentation``.

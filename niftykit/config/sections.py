@@ -7,8 +7,12 @@ kind, support). Key names, defaults and choices follow NiftyNet 0.6
 ``system.grid_tolerance_mm``, ``system.cache_size_mb``, ``system.cache_dir``,
 ``system.queue_size_mb``, ``inference.aggregation``, ``inference.overlap``, ``inference.tta``,
 ``network.params``, ``network.precision``, the per-source ``ct_window``,
-``percentile_clip`` and ``replace_nonfinite``, and the augmentations
-``training.gamma_range`` and ``training.noise_std``.
+``percentile_clip`` and ``replace_nonfinite``, the augmentations
+``training.gamma_range`` and ``training.noise_std``, and the training-loop keys
+``training.lr_schedule`` (with ``lr_decay_steps``, ``lr_decay_rate``, ``lr_min``,
+``lr_power``, ``lr_warmup_iters``), ``gradient_clip_norm``, ``weight_decay``,
+``restore_from``, ``early_stopping``, ``log_every_n`` and ``exact_resume``;
+``optimiser`` also takes ``adamw``.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ ACTIVATIONS = ("relu", "relu6", "elu", "softplus", "softsign", "sigmoid", "tanh"
                "selu", "leakyrelu", "dropout")
 INITIALIZERS = ("constant", "zeros", "ones", "uniform_scaling", "orthogonal", "variance_scaling",
                 "glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
-OPTIMISERS = ("adam", "gradientdescent", "momentum", "nesterov", "adagrad", "rmsprop")
+OPTIMISERS = ("adam", "adamw", "gradientdescent", "momentum", "nesterov", "adagrad", "rmsprop")
 PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum",
              "reflect", "symmetric", "wrap", "empty")
 SAMPLINGS = ("uniform", "resize", "balanced", "weighted", "patch")
 MASK_TYPES = ("otsu_plus", "otsu_minus", "threshold_plus", "threshold_minus", "mean_plus")
+LR_SCHEDULES = ("constant", "step", "cosine", "polynomial")
 EARLY_STOPPING = ("mean", "robust_mean", "median", "generalisation_loss", "median_smoothing",
                   "validation_up")
 PHASES = ("all", "training", "validation", "inference")
@@ -52,7 +57,7 @@ class InputConfig:
     """
 
     csv_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
-    csv_data_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True))
+    csv_data_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
     to_ohe: bool = option(False, Bool())
     path_to_search: tuple[Path, ...] = option((), PathList(CONFIG_DIR), True)
     filename_contains: tuple[str, ...] = option((), StrList(), True)
@@ -158,6 +163,20 @@ class TrainingConfig:
     gamma_range: tuple[float, float] | None = option(None, FloatPair(gt=0), True)
     noise_std: tuple[float, float] | None = option(None, FloatPair(ge=0), True)
     lr: float = option(0.01, Float(gt=0), True)
+    # niftykit: the learning-rate schedule, a function of the update count stored in the
+    # optimiser state (niftykit/engine/schedule.py has the formulas). ``step`` multiplies lr by
+    # lr_decay_rate every lr_decay_steps; ``cosine`` and ``polynomial`` (lr_power; 0.9 is
+    # nnU-Net's "poly") decay to lr_min at max_iter; lr_warmup_iters of linear warm-up first.
+    lr_schedule: str = option("constant", Choice(LR_SCHEDULES), True)
+    lr_decay_steps: int = option(1000, Int(ge=1), True)
+    lr_decay_rate: float = option(0.1, Float(gt=0, le=1), True)
+    lr_min: float = option(0.0, Float(ge=0), True)
+    lr_power: float = option(0.9, Float(gt=0), True)
+    lr_warmup_iters: int = option(0, Int(ge=0), True)
+    # niftykit: clip the global L2 norm of the gradients (0 = off); decoupled weight decay
+    # w -= lr * weight_decay * w for every optimiser (adamw = adam + this; 0 = off).
+    gradient_clip_norm: float = option(0.0, Float(ge=0), True)
+    weight_decay: float = option(0.0, Float(ge=0), True)
     loss_type: str = option("Dice", Str(), True)
     starting_iter: int = option(0, Int(ge=-1, note=" (-1 = latest checkpoint)"), True)
     save_every_n: int = option(500, Int(ge=0, also=(-1,)), True)
@@ -168,10 +187,27 @@ class TrainingConfig:
     validation_max_iter: int = option(1, Int(ge=1), True)
     exclude_fraction_for_validation: float = option(0.0, Float(ge=0, lt=1), True)
     exclude_fraction_for_inference: float = option(0.0, Float(ge=0, lt=1), True)
-    vars_to_restore: str = option("", Str())
-    vars_to_freeze: str = option("", Str())
-    patience: int = option(100, Int(ge=1))
-    early_stopping_mode: str = option("mean", Choice(EARLY_STOPPING))
+    # Transfer learning: regular expressions searched in variable paths such as
+    # network/down0_conv0/kernel. vars_to_restore: only the matching weights come from the
+    # checkpoint (training.restore_from for a new run, else the one resumed); vars_to_freeze:
+    # the matching weights get no updates. A pattern that matches nothing is an error.
+    vars_to_restore: str = option("", Str(), True)
+    vars_to_freeze: str = option("", Str(), True)
+    # niftykit: initialise a new run (starting_iter 0) from this checkpoint prefix, folder
+    # of checkpoints or model_dir (its latest), relative to the config file's folder.
+    restore_from: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
+    # Early stopping on the validation loss with NiftyNet's rules (engine/early_stopping.py);
+    # patience counts validation rounds. niftykit: switched on by early_stopping (NiftyNet
+    # added early_stopper to [SYSTEM] event_handler); needs validation_every_n.
+    patience: int = option(100, Int(ge=1), True)
+    early_stopping_mode: str = option("mean", Choice(EARLY_STOPPING), True)
+    early_stopping: bool = option(False, Bool(), True)
+    # niftykit: a progress line (iter/max_iter, loss, lr, it/s, ETA) every log_every_n iterations
+    log_every_n: int = option(10, Int(ge=1), True)
+    # niftykit: a resumed run first replays (samples, does not train on) the windows of the
+    # iterations it skips, so that it ends with the weights of an uninterrupted run; costs
+    # the sampling time of those iterations.
+    exact_resume: bool = option(False, Bool(), True)
 
 
 @dataclass

@@ -1,26 +1,35 @@
 """The training loop: a ``tf.function`` step, iteration-based as in NiftyNet.
 
-One iteration = one batch. Console lines follow NiftyNet's
-``training iter 10, loss=0.41 (0.812s)``; validation lines are indented.
-Checkpoints every ``save_every_n`` iterations and at the end (also on
-Ctrl-C), TensorBoard scalars every ``tensorboard_every_n`` under
-``<model_dir>/logs/{training,validation}``.
+One iteration = one batch. Progress lines follow NiftyNet's ``training iter``
+line (``training iter 40, loss=0.41, lr=0.001 (40/300, 12.3 it/s, ETA 0:00:21)``,
+every ``training.log_every_n``); validation lines are indented. The resolved
+config goes to ``<model_dir>/config.yaml`` at start; checkpoints every
+``save_every_n`` iterations and at the end (also on Ctrl-C or an early stop),
+the best one (lowest validation loss) apart; TensorBoard scalars and image
+slices every ``tensorboard_every_n`` under ``<model_dir>/logs/{training,validation}``;
+a summary block at the end. The README's "Training options" lists every key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from niftykit.engine.checkpoint import Checkpointer
+from niftykit.engine.checkpoint import Checkpointer, TrainingState
+from niftykit.engine.early_stopping import EarlyStopper
 from niftykit.engine.optimiser import make_optimiser
+from niftykit.engine.progress import TrainingProgress, duration
+from niftykit.engine.restore import initial_checkpoint, start_iteration
 from niftykit.engine.runtime import import_tensorflow, precision_policy, seed_everything
-from niftykit.errors import DataError, NiftykitError
+from niftykit.engine.transfer import count, split_frozen
+from niftykit.errors import ConfigError, DataError, NiftykitError
 
 __all__ = ["train"]
 
@@ -103,18 +112,63 @@ def _preflight(app: Any, subjects: Sequence[Any], validation: Sequence[Any]) -> 
     log.info("checked %d subjects in %.1fs", len(jobs), time.perf_counter() - tic)
 
 
-def _start_iteration(ckpt: Checkpointer, starting_iter: int, overwrite: bool) -> int:
-    latest = ckpt.latest()
-    if starting_iter == 0 and latest is not None:
-        if not overwrite:
-            raise NiftykitError(
-                f"{ckpt.directory} already has checkpoints (latest: iter {latest}); resume with "
-                f"--starting_iter {latest}, or pass --overwrite to train afresh")
-        ckpt.clear()
-        return 0
-    if starting_iter != 0:
-        return ckpt.restore(starting_iter)
-    return 0
+def _early_stopper(cfg: Any, validating: bool) -> Optional[EarlyStopper]:
+    """The early stopper, if ``training.early_stopping`` is on and the run validates."""
+    t = cfg.training
+    if not t.early_stopping:
+        return None
+    if not validating:
+        log.warning("training.early_stopping is on but the run does not validate "
+                    "(training.validation_every_n and validation subjects); it is ignored")
+        return None
+    return EarlyStopper(t.early_stopping_mode, t.patience)
+
+
+def _schedule(t: Any) -> Any:
+    from niftykit.engine.schedule import LearningRate
+    return LearningRate(t.lr, t.lr_schedule, max_iter=t.max_iter, decay_steps=t.lr_decay_steps,
+                        decay_rate=t.lr_decay_rate, lr_min=t.lr_min, power=t.lr_power,
+                        warmup_iters=t.lr_warmup_iters)
+
+
+def _streams(t: Any, training: Any, checking: Any, start: int) -> tuple:
+    """Iterators over the training and validation batches. With ``exact_resume`` a resumed
+    run first replays (samples, without training) the batches the run had already used, so
+    that it sees the windows an uninterrupted run would: the window stream is deterministic
+    for a given ``system.seed`` (seeded workers, ordered interleave, seeded shuffle)."""
+    if t.exact_resume and start > 0:
+        log.info("exact_resume: replaying the windows of iterations 1..%d (sampling only)", start)
+        training = training.skip(start)
+        if checking is not None and t.validation_every_n > 0:
+            checking = checking.skip((start // t.validation_every_n) *
+                                     max(1, t.validation_max_iter))
+    return iter(training), (iter(checking) if checking is not None else None)
+
+
+def _write_config(cfg: Any) -> Path:
+    """The resolved config as ``<model_dir>/config.yaml`` (atomic; replaced at each start)."""
+    from niftykit.io import write_text
+    return write_text(Path(cfg.system.model_dir) / "config.yaml", cfg.to_yaml(), overwrite=True)
+
+
+def _build(app: Any, spec: Mapping, tf: Any) -> tuple:
+    """The model, its schedule, optimiser (built on the variables it updates) and checkpointer."""
+    cfg = app.config
+    t = cfg.training
+    with precision_policy(cfg.network.precision):
+        model = app.build_network()
+        model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
+    schedule = _schedule(t)
+    optimiser = make_optimiser(t.optimiser, schedule, clip_norm=t.gradient_clip_norm,
+                               weight_decay=t.weight_decay, precision=cfg.network.precision)
+    updated, frozen = split_frozen(model, t.vars_to_freeze)
+    if frozen:
+        log.info("vars_to_freeze '%s': %d of %d trainable variables frozen (%d of %d parameters)",
+                 t.vars_to_freeze, len(frozen), len(frozen) + len(updated), count(frozen),
+                 count(frozen) + count(updated))
+    optimiser.build(updated)  # so that a restored optimiser state is assigned at once
+    ckpt = Checkpointer(cfg.system.model_dir, model, optimiser, t.max_checkpoints, TrainingState())
+    return model, schedule, optimiser, updated, ckpt
 
 
 def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
@@ -122,12 +176,32 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
 
     Raises:
         NiftykitError: bad data, existing checkpoints without ``overwrite``,
-            or a loss that became NaN.
+            a bad transfer-learning or early-stopping setting, or a loss that became NaN.
     """
+    cfg = app.config
+    with _located(cfg):
+        return _train(app, overwrite, debug)
+
+
+@contextlib.contextmanager
+def _located(cfg: Any) -> Iterator[None]:
+    """Prefix the config file to the engine's ``[section] key: ...`` errors."""
+    try:
+        yield
+    except ConfigError as exc:
+        if cfg.source and str(exc).startswith("["):
+            raise ConfigError(f"{cfg.source}: {exc}") from None
+        raise
+
+
+def _train(app: Any, overwrite: bool, debug: bool) -> Path:
     cfg = app.config
     tf = import_tensorflow(cfg.system.cuda_devices, debug)
     seed_everything(cfg.system.seed)
+    _schedule(cfg.training)  # checks the schedule's settings before any work
+    source = initial_checkpoint(cfg.training)
     subjects, validation = _prepare(app)
+    stopper = _early_stopper(cfg, bool(validation))
     _preflight(app, subjects, validation)
     spec = _spec(app, subjects[0])
     from niftykit.sampler.pipeline import plan_queue
@@ -138,33 +212,40 @@ def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
     log.info("training on %d subjects (%d for validation); windows %s; %s", len(subjects),
              len(validation), {k: list(s) for k, (s, _) in spec.items()}, queue.describe())
     errors = _Errors()
-    batches = iter(_dataset(app, subjects, "training", spec, cfg.system.seed, errors,
-                            queue.capacity))
-    val_batches = (iter(_dataset(app, validation, "validation", spec, cfg.system.seed + 1, errors,
-                                 max(cfg.network.batch_size, cfg.network.queue_length)))
-                   if validation else None)
-    with precision_policy(cfg.network.precision):
-        model = app.build_network()
-        model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
-    optimiser = make_optimiser(cfg.training.optimiser, cfg.training.lr)
-    ckpt = Checkpointer(cfg.system.model_dir, model, optimiser, cfg.training.max_checkpoints)
-    start = _start_iteration(ckpt, cfg.training.starting_iter, overwrite)
-    log.info("network %s: %d parameters; iterations %d..%d", cfg.network.name,
-             model.count_params(), start + 1, cfg.training.max_iter)
-    _loop(app, model, optimiser, ckpt, (batches, val_batches, errors), start, tf)
+    training = _dataset(app, subjects, "training", spec, cfg.system.seed, errors, queue.capacity)
+    checking = (_dataset(app, validation, "validation", spec, cfg.system.seed + 1, errors,
+                         max(cfg.network.batch_size, cfg.network.queue_length))
+                if validation else None)
+    model, schedule, optimiser, updated, ckpt = _build(app, spec, tf)
+    start = start_iteration(ckpt, model, optimiser, cfg.training, overwrite, source)
+    streams = (*_streams(cfg.training, training, checking, start), errors)
+    if debug:
+        log.info("variables: %s", ", ".join(v.path for v in model.variables))
+    if stopper is not None:
+        stopper.history.extend(ckpt.state.history())
+    config_file = _write_config(cfg)
+    log.info("network %s: %d parameters; iterations %d..%d; %s; config saved to %s",
+             cfg.network.name, model.count_params(), start + 1, cfg.training.max_iter,
+             schedule.describe(), config_file)
+    run = _Run(app, model, optimiser, updated, schedule, ckpt, stopper, tf)
+    outcome = run.loop(streams, start)
+    _report(cfg, ckpt, outcome)
     return ckpt.directory
 
 
-def _steps(app: Any, model: Any, optimiser: Any, tf: Any) -> tuple:
+def _steps(app: Any, model: Any, optimiser: Any, updated: Sequence[Any], tf: Any) -> tuple:
     @tf.function
     def train_step(batch: Mapping[str, Any]) -> Any:
         with tf.GradientTape() as tape:
             outputs = model(batch["image"], training=True)
             loss = app.loss(outputs, batch)
-            total = loss + tf.add_n(model.losses) if model.losses else loss
-        grads = tape.gradient(total, model.trainable_variables)
-        optimiser.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+            total = loss
+            if model.losses:
+                total += tf.add_n([tf.cast(extra, loss.dtype) for extra in model.losses])
+            scaled = optimiser.scale_loss(total)  # mixed_float16: LossScaleOptimizer's scale
+        grads = tape.gradient(scaled, updated)
+        optimiser.apply_gradients(zip(grads, updated))
+        return loss, outputs[:1]
 
     @tf.function
     def eval_step(batch: Mapping[str, Any]) -> Any:
@@ -172,50 +253,98 @@ def _steps(app: Any, model: Any, optimiser: Any, tf: Any) -> tuple:
     return train_step, eval_step
 
 
-def _loop(app: Any, model: Any, optimiser: Any, ckpt: Checkpointer, streams: tuple,
-          start: int, tf: Any) -> None:
-    cfg = app.config.training
-    batches, val_batches, errors = streams
-    logs = Path(app.config.system.model_dir) / "logs"
-    writers = {name: tf.summary.create_file_writer(str(logs / name))
-               for name in ("training", "validation")}
-    train_step, eval_step = _steps(app, model, optimiser, tf)
-    iteration = start
-    try:
-        for iteration in range(start + 1, cfg.max_iter + 1):
-            tic = time.perf_counter()
-            loss = float(train_step(errors.next(batches, tf)))
-            if not math.isfinite(loss):
-                raise NiftykitError(f"loss became {loss} at iteration {iteration}; lower "
-                                    f"training.lr (now {cfg.lr}) or check the input intensities")
-            seconds = time.perf_counter() - tic
-            if iteration == start + 1 or iteration % 10 == 0 or iteration == cfg.max_iter:
-                log.info("training iter %d, loss=%.4f (%.3fs)", iteration, loss, seconds)
-            if cfg.tensorboard_every_n > 0 and iteration % cfg.tensorboard_every_n == 0:
-                with writers["training"].as_default():
-                    tf.summary.scalar("loss", loss, step=iteration)
-            if val_batches is not None and iteration % cfg.validation_every_n == 0:
-                _validate(eval_step, lambda: errors.next(val_batches, tf),
-                          cfg.validation_max_iter, iteration, writers["validation"], tf)
-            if cfg.save_every_n > 0 and iteration % cfg.save_every_n == 0:
-                ckpt.save(iteration)
-    except KeyboardInterrupt:
-        if iteration > start + 1:
-            log.warning("interrupted; saved %s", ckpt.save(iteration - 1))
-        raise
-    finally:
-        for writer in writers.values():
-            writer.close()
-    if iteration > start and iteration not in ckpt.iterations():
-        log.info("saved %s", ckpt.save(iteration))
+@dataclass
+class _Outcome:
+    start: int
+    last: int
+    seconds: float
+    stopped: Optional[str] = None
 
 
-def _validate(eval_step: Callable, next_batch: Callable, n: int, iteration: int, writer: Any,
-              tf: Any) -> float:
-    tic = time.perf_counter()
-    losses: List[float] = [float(eval_step(next_batch())) for _ in range(max(1, n))]
-    loss = float(np.mean(losses))
-    log.info("    validation iter %d, loss=%.4f (%.3fs)", iteration, loss, time.perf_counter() - tic)
-    with writer.as_default():
-        tf.summary.scalar("loss", loss, step=iteration)
-    return loss
+class _Run:
+    """The iteration loop and what it reports; one per ``train`` call."""
+
+    def __init__(self, app: Any, model: Any, optimiser: Any, updated: Sequence[Any],
+                 schedule: Any, ckpt: Checkpointer, stopper: Optional[EarlyStopper],
+                 tf: Any) -> None:
+        from niftykit.engine.summaries import Summaries
+        self.app, self.cfg, self.tf = app, app.config.training, tf
+        self.optimiser, self.schedule, self.ckpt, self.stopper = optimiser, schedule, ckpt, stopper
+        self.train_step, self.eval_step = _steps(app, model, optimiser, updated, tf)
+        self.summaries = Summaries(Path(app.config.system.model_dir) / "logs", tf)
+
+    def learning_rate(self) -> float:
+        """The rate of the update just applied."""
+        return float(self.schedule(max(0, int(self.optimiser.iterations.numpy()) - 1)))
+
+    def loop(self, streams: tuple, start: int) -> _Outcome:
+        cfg = self.cfg
+        batches, val_batches, errors = streams
+        progress = TrainingProgress(start, cfg.max_iter, cfg.log_every_n)
+        iteration, done, stopped = start, start, None
+        try:
+            for iteration in range(start + 1, cfg.max_iter + 1):
+                batch = errors.next(batches, self.tf)
+                loss, outputs = self.train_step(batch)
+                done = iteration  # the weights now hold this iteration's update
+                loss = float(loss)
+                if not math.isfinite(loss):
+                    raise NiftykitError(f"loss became {loss} at iteration {iteration}; lower "
+                                        f"training.lr (now {cfg.lr}) or check the input intensities")
+                lr = self.learning_rate()
+                line = progress.step(iteration, loss, lr)
+                if line:
+                    log.info("%s", line)
+                if cfg.tensorboard_every_n > 0 and iteration % cfg.tensorboard_every_n == 0:
+                    self.summaries.scalars("training", iteration, {"loss": loss, "learning_rate": lr})
+                    self.summaries.images(iteration, batch, outputs)
+                if val_batches is not None and iteration % cfg.validation_every_n == 0:
+                    progress.clear()
+                    stopped = self.validate(lambda: errors.next(val_batches, self.tf), iteration)
+                if cfg.save_every_n > 0 and iteration % cfg.save_every_n == 0:
+                    self.ckpt.save(iteration)
+                if stopped:
+                    log.info("early stopping at iteration %d: %s", iteration, stopped)
+                    break
+        except KeyboardInterrupt:
+            progress.clear()
+            if done > start:
+                log.warning("interrupted; saved %s", self.ckpt.save(done))
+            raise
+        finally:
+            progress.clear()
+            self.summaries.close()
+        if iteration > start and iteration not in self.ckpt.iterations():
+            self.ckpt.save(iteration)
+        return _Outcome(start, iteration, progress.elapsed(), stopped)
+
+    def validate(self, next_batch: Callable, iteration: int) -> Optional[str]:
+        """One validation round: log, TensorBoard, best checkpoint, early stopping.
+        Returns why to stop early, or None."""
+        tic = time.perf_counter()
+        losses: List[float] = [float(self.eval_step(next_batch()))
+                               for _ in range(max(1, self.cfg.validation_max_iter))]
+        loss = float(np.mean(losses))
+        best = self.ckpt.state.record(iteration, loss)
+        if best:
+            self.ckpt.save_best(iteration)
+        log.info("    validation iter %d, loss=%.4f%s (%.3fs)", iteration, loss,
+                 " (best so far)" if best else "", time.perf_counter() - tic)
+        self.summaries.scalars("validation", iteration, {"loss": loss})
+        return self.stopper.update(loss) if self.stopper is not None else None
+
+
+def _report(cfg: Any, ckpt: Checkpointer, outcome: _Outcome) -> None:
+    """The closing block: how the run ended, its best validation, where things are."""
+    done = outcome.last - outcome.start
+    rate = f", {done / outcome.seconds:.3g} it/s" if outcome.seconds > 0 and done else ""
+    how = (f"stopped early at iteration {outcome.last} of {cfg.training.max_iter}"
+           if outcome.stopped else f"finished at iteration {outcome.last}")
+    log.info("training %s: %d iterations in %s%s", how, done, duration(outcome.seconds), rate)
+    best = ckpt.state.best()
+    if best is not None:
+        log.info("  best validation loss %.4f at iteration %d: %s", best[1], best[0],
+                 ckpt.best_prefix())
+    kept = ", ".join(map(str, ckpt.iterations())) or "none"
+    log.info("  checkpoints: %s (iterations %s)", ckpt.directory, kept)
+    log.info("  TensorBoard: tensorboard --logdir %s", Path(cfg.system.model_dir) / "logs")

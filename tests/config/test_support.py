@@ -27,9 +27,8 @@ def test_supported_values_pass(write, minimal_yaml):
      "(supported: uniform, weighted, balanced, resize)"),
     ("system: {num_gpus: 2}",
      "configs/bad.yaml: [system] num_gpus: not supported yet in niftykit 0.1 (supported: 0, 1)"),
-    ("training: {early_stopping_mode: median}",
-     "configs/bad.yaml: [training] early_stopping_mode: not supported yet in niftykit 0.1 "
-     "(supported: mean)"),
+    ("network: {keep_prob: 0.5}",
+     "configs/bad.yaml: [network] keep_prob: not supported yet in niftykit 0.1 (supported: 1.0)"),
     ("network: {force_output_identity_resizing: true}",
      "configs/bad.yaml: [network] force_output_identity_resizing: not supported yet in "
      "niftykit 0.1 (supported: False)"),
