@@ -33,7 +33,8 @@ for _name, _entry in (
         ("deepmedic", "niftykit.network.deepmedic:DeepMedic"),
         ("resnet", "niftykit.network.resnet:ResNet"),
         ("se_resnet", "niftykit.network.resnet:SEResNet"),
-        ("regression_head", "niftykit.network.heads:RegressionHead")):
+        ("regression_head", "niftykit.network.heads:RegressionHead"),
+        ("resunet", "niftykit.network.resunet:ResUNet")):
     NETWORKS.register(_name, _entry)
 
 
