@@ -24,6 +24,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_augmentation  # noqa: E402
+import bench_network_flops  # noqa: E402
 import bench_pipeline_step  # noqa: E402
 import bench_preprocessing  # noqa: E402
 import bench_sliding_window  # noqa: E402
@@ -34,7 +35,7 @@ from _common import HERE, ROOT, Interference, load_average, machine, versions  #
 
 BENCHMARKS = {m.NAME: m for m in (bench_training_step, bench_window_sampling, bench_preprocessing,
                                   bench_augmentation, bench_training_windows, bench_pipeline_step,
-                                  bench_sliding_window)}
+                                  bench_sliding_window, bench_network_flops)}
 RESULTS = HERE / "RESULTS.md"
 
 

@@ -30,10 +30,10 @@ def _with_prob_source(tmp_path, data):
     import yaml
     from pathlib import Path
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" /
-                             "quickstart.yaml").read_text())
+                             "quickstart.yaml").read_text(encoding="utf-8"))
     config["inputs"]["prob"] = {"path_to_search": str(data), "filename_contains": ["_prob"]}
     path = tmp_path / "weighted.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return str(path)
 
 
