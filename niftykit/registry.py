@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from typing import Any, Callable, Dict, Iterable, Union
 
 from niftykit.errors import ConfigError, NotSupportedError
@@ -19,6 +21,19 @@ from niftykit.errors import ConfigError, NotSupportedError
 __all__ = ["Registry", "import_object"]
 
 Entry = Union[str, Any]
+
+
+def _import_module(name: str) -> Any:
+    """Import ``name``; if its top-level package is not found, look in the current folder
+    too, as ``python -m`` would (the ``niftykit`` script does not put it on ``sys.path``)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != name.split(".")[0] or cwd in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(name)
 
 
 def import_object(path: str, kind: str = "object") -> Any:
@@ -34,9 +49,10 @@ def import_object(path: str, kind: str = "object") -> Any:
     if not module_name or not attr:
         raise ConfigError(f"{kind} '{path}': expected 'package.module:Name'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{kind} '{path}': cannot import module '{module_name}' ({exc})") from exc
+        raise ConfigError(f"{kind} '{path}': cannot import module '{module_name}' ({exc}; "
+                          "modules are looked up on PYTHONPATH and in the current folder)") from exc
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -26,7 +26,10 @@ VERSION = ".".join(niftykit.__version__.split(".")[:2])
 def _sections(config: Config) -> Iterator[tuple[str, Any]]:
     for name in FIXED_SECTIONS:
         yield name, getattr(config, name)
-    yield config.task_section, config.task
+    # the support markers of [autoencoder], [gan] and [registration] describe niftykit's own
+    # (future) applications; under a user application only its class reads that section
+    if config.task_section in SUPPORTED_APPLICATIONS or not is_dotted(config.application):
+        yield config.task_section, config.task
     for name, section in config.inputs.items():
         yield f"inputs.{name}", section
 
