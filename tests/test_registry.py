@@ -20,7 +20,7 @@ def test_a_module_in_the_current_folder_is_found(tmp_path, monkeypatch):
 
 def test_a_missing_module_or_name_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="cannot import module 'no_such_pkg_xyz'.*current folder"):
+    with pytest.raises(ConfigError, match="cannot import module 'no_such_pkg_xyz.mod'.*current folder"):
         import_object("no_such_pkg_xyz.mod:Thing", "network")
     with pytest.raises(ConfigError, match="has no 'Nope'"):
         import_object("niftykit.errors:Nope", "loss")
