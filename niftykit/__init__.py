@@ -8,4 +8,12 @@ Importing ``niftykit`` does not import TensorFlow.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "api"]
+
+
+def __getattr__(name: str):
+    """``niftykit.api`` on first use (it imports no TensorFlow either)."""
+    if name == "api":
+        import importlib
+        return importlib.import_module("niftykit.api")
+    raise AttributeError(f"module 'niftykit' has no attribute {name!r}")

@@ -46,12 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common()
     for name, func, text in (("train", _train, "train the network of a config"),
-                             ("infer", _infer, "write outputs for the inference subjects"),
                              ("evaluate", _evaluate, "score inferred outputs against references")):
         sub = commands.add_parser(name, parents=[common], help=text, description=text)
         sub.add_argument("--overwrite", action="store_true",
                          help="replace existing checkpoints / outputs instead of stopping")
         sub.set_defaults(func=func)
+    _infer_parser(commands)
+    _export_parser(commands, common)
     split = commands.add_parser(
         "split", parents=[common], help="write the dataset split file, or K cross-validation folds",
         description="Without --folds: write system.dataset_split_file from "
@@ -84,6 +85,54 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--debug", action="store_true", help="show tracebacks")
     convert.set_defaults(func=_config_convert)
     return parser
+
+
+def _infer_parser(commands: Any) -> None:
+    infer = commands.add_parser(
+        "infer", parents=[_common(config_required=False)],
+        help="write outputs for the inference subjects (of a training run, or of an export)",
+        description="With -c: restore inference.inference_iter (-1 latest, N, or best) of the "
+                    "config's training run. With --model EXPORT_DIR (from `niftykit export`): "
+                    "no training config; the images come from --input, or from -c CONFIG "
+                    "(its input sections and [inference] settings).",
+        epilog="Examples: niftykit infer -c configs/quickstart.yaml --inference_iter best; "
+               "niftykit infer --model runs/quickstart/model/export --input scans/ --out seg/")
+    infer.add_argument("--model", metavar="EXPORT_DIR",
+                       help="infer with an exported model instead of a training run")
+    infer.add_argument("--input", nargs="+", metavar="PATH",
+                       help="image files or folders to infer (instead of the config's subjects)")
+    infer.add_argument("--out", metavar="DIR",
+                       help="output folder (default inference.save_seg_dir; with --model and "
+                            "no -c: ./output)")
+    infer.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    infer.set_defaults(func=_infer)
+
+
+def _export_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    export = commands.add_parser(
+        "export", parents=[common], help="write a self-contained model folder for inference",
+        description="Write model.keras, a TensorFlow SavedModel, the resolved config and the "
+                    "preprocessing files (landmarks, label mapping) to one folder, for "
+                    "`niftykit infer --model DIR` and niftykit.api.load(DIR).")
+    export.add_argument("--out", metavar="DIR", help="the folder (default <model_dir>/export)")
+    export.add_argument("--iter", metavar="N|best", type=_iteration,
+                        help="checkpoint to export: an iteration, -1 (latest) or best "
+                             "(default inference.inference_iter)")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    export.set_defaults(func=_export)
+
+
+def _iteration(text: str) -> Any:
+    if text.strip().lower() == "best":
+        return "best"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an iteration, -1 or best, got '{text}'") \
+            from None
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"expected an iteration >= -1 or best, got {value}")
+    return value
 
 
 def _overrides(args: argparse.Namespace, extra: Sequence[str]) -> List[str]:
@@ -138,7 +187,39 @@ def _train(args: argparse.Namespace, overrides: List[str]) -> int:
 
 def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
     from niftykit.engine import infer
-    infer(_application(_load(args, overrides)), overwrite=args.overwrite, debug=args.debug)
+    from niftykit.engine.inference import input_subjects
+    model = None
+    if args.model:
+        from niftykit.config import check_supported
+        from niftykit.engine.export import export_config, load_network
+        if not args.config and not args.input:
+            raise ConfigError("infer --model: give the images with --input FILE_OR_FOLDER ... "
+                              "or -c CONFIG (whose input sections say where they are)")
+        data = _load(args, overrides, check=False) if args.config else None
+        config = export_config(args.model, data, overrides)
+        check_supported(config)
+        if not args.out and data is None:
+            args.out = "output"
+    elif not args.config:
+        raise ConfigError("infer: give -c CONFIG (a training run) or --model EXPORT_DIR "
+                          "(from `niftykit export`)")
+    else:
+        config = _load(args, overrides)
+    if args.out:
+        config.inference.save_seg_dir = Path(args.out).expanduser().absolute()
+    app = _application(config)
+    if args.model:
+        model = load_network(args.model, config, debug=args.debug)
+    subjects = input_subjects(app, args.input) if args.input else None
+    infer(app, overwrite=args.overwrite, debug=args.debug, model=model, subjects=subjects)
+    return 0
+
+
+def _export(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.engine.export import export
+    app = _application(_load(args, overrides))
+    export(app, Path(args.out) if args.out else None, iteration=args.iter,
+           overwrite=args.overwrite, debug=args.debug)
     return 0
 
 

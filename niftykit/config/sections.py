@@ -3,7 +3,8 @@
 Each field is declared with :func:`~niftykit.config.spec.option` (default,
 kind, support). Key names, defaults and choices follow NiftyNet 0.6
 (``niftynet/utilities/user_parameters_default.py``); niftykit adds
-``system.seed``, ``system.strategy``, ``system.strict_subjects``,
+``system.seed``, ``system.strategy`` (with ``cpu_replicas``, ``workers``,
+``worker_index`` and ``communication``), ``system.strict_subjects``,
 ``system.grid_tolerance_mm``, ``system.cache_size_mb``, ``system.cache_dir``,
 ``system.queue_size_mb``, ``inference.aggregation``, ``inference.overlap``, ``inference.tta``,
 ``network.params``, ``network.precision``, the per-source ``ct_window``,
@@ -25,7 +26,7 @@ from niftykit.config.paths import CONFIG_DIR, MODEL_DIR, PathList, PathValue
 from niftykit.config.sequences import (Axcodes, FloatPair, IntList, SpatialSize, StrList,
                                        Triple)
 from niftykit.config.spec import option
-from niftykit.config.values import Bool, Choice, Float, Int, Mapping, Name, Str
+from niftykit.config.values import Bool, Choice, Float, Int, IntOrName, Mapping, Name, Str
 
 __all__ = ["InputConfig", "SystemConfig", "NetworkConfig", "TrainingConfig",
            "InferenceConfig", "EvaluationConfig"]
@@ -81,19 +82,26 @@ class SystemConfig:
 
     cuda_devices: str = option("", Str(), True)
     num_threads: int = option(2, Int(ge=1), True)
-    num_gpus: int = option(1, Int(ge=0), (0, 1))
+    num_gpus: int = option(1, Int(ge=0), True)
     model_dir: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
     dataset_split_file: Path = option(Path("dataset_split.csv"), PathValue(MODEL_DIR), True)
     event_handler: tuple[str, ...] = option(EVENT_HANDLERS, StrList())
     iteration_generator: str = option("iteration_generator", Str())
     seed: int = option(0, Int(ge=0), True)
-    strategy: str = option("default", Choice(("default", "mirrored", "multi_worker")),
-                           ("default",))
+    strategy: str = option("default", Choice(("default", "mirrored", "multi_worker")), True)
     strict_subjects: bool = option(False, Bool(), True)
     grid_tolerance_mm: float = option(1e-3, Float(ge=0), True)
     cache_size_mb: int = option(2048, Int(ge=0), True)
     cache_dir: Path | None = option(None, PathValue(MODEL_DIR, optional=True), True)
     queue_size_mb: int = option(512, Int(ge=1), True)
+    # niftykit: distribution (niftykit/engine/distribute.py). cpu_replicas: logical CPU
+    # devices that `mirrored` spreads over when it uses no GPU; workers ("host:port") and
+    # worker_index: the multi_worker cluster and this process's place in it (else TF_CONFIG);
+    # communication: multi_worker's collective implementation.
+    cpu_replicas: int = option(1, Int(ge=1), True)
+    workers: tuple[str, ...] = option((), StrList(), True)
+    worker_index: int = option(0, Int(ge=0), True)
+    communication: str = option("auto", Choice(("auto", "ring", "nccl")), True)
 
 
 @dataclass
@@ -215,7 +223,10 @@ class InferenceConfig:
     """NiftyNet's ``[INFERENCE]``: checkpoint, grid windows, output files."""
 
     spatial_window_size: tuple[int, int, int] | None = option(None, SpatialSize(), True)
-    inference_iter: int = option(-1, Int(ge=-1, note=" (-1 = latest checkpoint)"), True)
+    # the checkpoint to infer with: its iteration, -1 for the latest, or niftykit's "best"
+    # (lowest validation loss, kept in <model_dir>/models/best/ when training validates)
+    inference_iter: int | str = option(
+        -1, IntOrName(("best",), ge=-1, note=" (-1 = latest checkpoint)"), True)
     dataset_to_infer: str | None = option(None, Choice(PHASES, optional=True), True)
     save_seg_dir: Path = option(Path("output"), PathValue(MODEL_DIR), True)
     output_postfix: str = option("_niftynet_out", Str(), True)

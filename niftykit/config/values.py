@@ -16,8 +16,8 @@ import yaml
 
 from niftykit.config.suggest import did_you_mean
 
-__all__ = ["Invalid", "Kind", "Bounds", "Int", "Float", "Bool", "Str", "Choice", "Name",
-           "Mapping", "show", "to_int", "to_float"]
+__all__ = ["Invalid", "Kind", "Bounds", "Int", "IntOrName", "Float", "Bool", "Str", "Choice",
+           "Name", "Mapping", "show", "to_int", "to_float"]
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+(:[A-Za-z_]\w*)?$")
 _TRUE = {"true", "yes", "on", "1"}
@@ -122,6 +122,29 @@ class Int(Kind):
 
     def coerce(self, value: object) -> int:
         number = to_int(value)
+        self.bounds.check(number)
+        return number
+
+
+class IntOrName(Kind):
+    """An integer (bounded as :class:`Int`) or one of a few names, matched
+    case-insensitively: ``IntOrName(("best",), ge=-1)`` takes -1, 0, 300 or ``best``."""
+
+    def __init__(self, names: Sequence[str], **bounds: Any) -> None:
+        self.names = tuple(names)
+        self.bounds = Bounds(**bounds)
+
+    def coerce(self, value: object) -> int | str:
+        if isinstance(value, str):
+            for name in self.names:
+                if name.lower() == value.strip().lower():
+                    return name
+        try:
+            number = to_int(value)
+        except Invalid:
+            hint = did_you_mean(str(value), self.names) if isinstance(value, str) else ""
+            raise Invalid(f"expected an integer {self.bounds.rule()}, or "
+                          f"{' or '.join(self.names)}, got {show(value)}{hint}") from None
         self.bounds.check(number)
         return number
 

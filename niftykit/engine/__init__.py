@@ -5,7 +5,8 @@ Importing this package does not import TensorFlow; the functions do, through
 """
 
 from niftykit.engine.evaluation import evaluate
+from niftykit.engine.export import export
 from niftykit.engine.inference import infer
 from niftykit.engine.trainer import train
 
-__all__ = ["train", "infer", "evaluate"]
+__all__ = ["train", "infer", "evaluate", "export"]
