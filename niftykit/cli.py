@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     split.add_argument("--out", metavar="DIR", help="folder for the fold files (default: <model_dir>/folds)")
     split.add_argument("--overwrite", action="store_true", help="replace existing split files")
     split.set_defaults(func=_split)
+    from niftykit.data.phantom_options import PHANTOMS_HELP, add_phantom_arguments
+    phantoms = add_phantom_arguments(commands.add_parser(
+        "phantoms", help="write synthetic abdominal CT cases with organ labels",
+        description=PHANTOMS_HELP))
+    phantoms.add_argument("--debug", action="store_true", help="show tracebacks")
+    phantoms.set_defaults(func=_phantoms)
     networks = commands.add_parser(
         "networks", help="list the networks: window rule, output, parameters",
         description="List every registered network with the window sizes it takes and what it "
@@ -278,6 +284,13 @@ def _config_convert(args: argparse.Namespace, overrides: List[str]) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _phantoms(args: argparse.Namespace, overrides: List[str]) -> int:
+    if overrides:
+        raise ConfigError(f"command line: phantoms takes no overrides, got {overrides}")
+    from niftykit.data.abdomen import run_phantoms
+    return run_phantoms(args)
 
 
 def _networks(args: argparse.Namespace, overrides: List[str]) -> int:

@@ -1,5 +1,18 @@
-"""Generated data sets for demos and tests (no downloads)."""
+"""Generated data sets for demos and tests (no downloads).
 
-from niftykit.data.shapes import make_shapes
+The generators load on first use, so ``import niftykit.data.phantom_options`` (the CLI's
+options) imports no numpy.
+"""
 
-__all__ = ["make_shapes"]
+import importlib
+
+__all__ = ["make_shapes", "make_abdominal_phantoms", "phantoms_main", "separability_report"]
+
+_WHERE = {"make_shapes": "niftykit.data.shapes", "make_abdominal_phantoms": "niftykit.data.abdomen",
+          "phantoms_main": "niftykit.data.abdomen", "separability_report": "niftykit.data.abdomen"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'niftykit.data' has no attribute {name!r}")
