@@ -8,7 +8,7 @@ kind, support). Key names, defaults and choices follow NiftyNet 0.6
 ``system.grid_tolerance_mm``, ``system.cache_size_mb``, ``system.cache_dir``,
 ``system.queue_size_mb``, ``inference.aggregation``, ``inference.overlap``, ``inference.tta``,
 ``network.params``, ``network.precision``, the per-source ``ct_window``,
-``percentile_clip`` and ``replace_nonfinite``, the augmentations
+``percentile_clip``, ``replace_nonfinite`` and ``crop_box_file``, the augmentations
 ``training.gamma_range`` and ``training.noise_std``, and the training-loop keys
 ``training.lr_schedule`` (with ``lr_decay_steps``, ``lr_decay_rate``, ``lr_min``,
 ``lr_power``, ``lr_warmup_iters``), ``gradient_clip_norm``, ``weight_decay``,
@@ -74,6 +74,10 @@ class InputConfig:
     ct_window: tuple[float, float] | None = option(None, FloatPair(), True)
     percentile_clip: tuple[float, float] | None = option(None, FloatPair(ge=0, le=100), True)
     replace_nonfinite: float | None = option(None, Float(optional=True), True)
+    # niftykit: a CSV of per-subject voxel boxes (the rib-cage boxes of Gibson et al.'s
+    # cropping.csv; format in niftykit/io/crop.py), relative to the config file's folder.
+    # Every source of a subject is cropped to its box first; outputs are padded back.
+    crop_box_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
 
 
 @dataclass

@@ -8,6 +8,14 @@ config goes to ``<model_dir>/config.yaml`` at start; checkpoints every
 the best one (lowest validation loss) apart; TensorBoard scalars and image
 slices every ``tensorboard_every_n`` under ``<model_dir>/logs/{training,validation}``;
 a summary block at the end. The README's "Training options" lists every key.
+
+The step runs under the ``system.strategy`` of :mod:`niftykit.engine.distribute` (the default
+strategy: one device). With several replicas each computes its loss on its own
+``batch_size`` windows and the gradients are summed, so the loss is divided by the number of
+replicas (the update is that of the mean over the global batch); the logged losses are means
+over the replicas. Only the chief writes ``config.yaml``, checkpoints and TensorBoard logs;
+the other workers save theirs to a temporary folder, deleted at the end (kept with
+``--debug``).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +31,10 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from niftykit.engine.checkpoint import Checkpointer, TrainingState
+from niftykit.engine.checkpoint import Checkpointer
+from niftykit.engine.distribute import (checkpointers, distributed_batches, is_chief,
+                                        local_replicas, make_strategy, pipeline_seed,
+                                        replica_steps, scratch_folder)
 from niftykit.engine.early_stopping import EarlyStopper
 from niftykit.engine.optimiser import make_optimiser
 from niftykit.engine.progress import TrainingProgress, duration
@@ -74,14 +86,20 @@ def _spec(app: Any, subject: Any) -> Dict[str, tuple]:
     return {k: (v.shape, v.dtype) for k, v in window.items() if k != "location"}
 
 
-def _dataset(app: Any, subjects: Sequence[Any], phase: str, spec: Mapping, seed: int,
-             errors: _Errors, capacity: int) -> Any:
+def _batches(app: Any, subjects: Sequence[Any], phase: str, spec: Mapping, seed: int,
+             errors: _Errors, capacity: int) -> Callable[[int], Any]:
+    """Input pipeline ``i``'s batches of ``network.batch_size`` windows (one pipeline per
+    worker; pipeline 0 draws what a single-device run draws)."""
     from niftykit.sampler.pipeline import window_dataset
     cfg = app.config
-    return window_dataset(
-        _window_source(app, subjects, phase, seed, errors), spec,
-        batch_size=cfg.network.batch_size, capacity=capacity,
-        num_workers=min(cfg.system.num_threads, len(subjects)), seed=seed)
+
+    def batches(pipeline: int) -> Any:
+        own = pipeline_seed(seed, pipeline)
+        return window_dataset(
+            _window_source(app, subjects, phase, own, errors), spec,
+            batch_size=cfg.network.batch_size, capacity=capacity,
+            num_workers=min(cfg.system.num_threads, len(subjects)), seed=own)
+    return batches
 
 
 def _prepare(app: Any) -> tuple:
@@ -131,18 +149,22 @@ def _schedule(t: Any) -> Any:
                         warmup_iters=t.lr_warmup_iters)
 
 
-def _streams(t: Any, training: Any, checking: Any, start: int) -> tuple:
-    """Iterators over the training and validation batches. With ``exact_resume`` a resumed
-    run first replays (samples, without training) the batches the run had already used, so
-    that it sees the windows an uninterrupted run would: the window stream is deterministic
-    for a given ``system.seed`` (seeded workers, ordered interleave, seeded shuffle)."""
+def _streams(t: Any, strategy: Any, training: Callable, checking: Optional[Callable],
+             start: int) -> tuple:
+    """Iterators over the (distributed) training and validation batches. With
+    ``exact_resume`` a resumed run first replays (samples, without training) the batches the
+    run had already used, so that it sees the windows an uninterrupted run would: the window
+    stream is deterministic for a given ``system.seed`` (seeded workers, ordered interleave,
+    seeded shuffle)."""
+    skip = skip_checking = 0
     if t.exact_resume and start > 0:
         log.info("exact_resume: replaying the windows of iterations 1..%d (sampling only)", start)
-        training = training.skip(start)
-        if checking is not None and t.validation_every_n > 0:
-            checking = checking.skip((start // t.validation_every_n) *
-                                     max(1, t.validation_max_iter))
-    return iter(training), (iter(checking) if checking is not None else None)
+        skip = start
+        if t.validation_every_n > 0:
+            skip_checking = (start // t.validation_every_n) * max(1, t.validation_max_iter)
+    batches = iter(distributed_batches(strategy, training, skip))
+    return batches, (iter(distributed_batches(strategy, checking, skip_checking))
+                     if checking is not None else None)
 
 
 def _write_config(cfg: Any) -> Path:
@@ -151,24 +173,31 @@ def _write_config(cfg: Any) -> Path:
     return write_text(Path(cfg.system.model_dir) / "config.yaml", cfg.to_yaml(), overwrite=True)
 
 
-def _build(app: Any, spec: Mapping, tf: Any) -> tuple:
-    """The model, its schedule, optimiser (built on the variables it updates) and checkpointer."""
+def _build(app: Any, spec: Mapping, strategy: Any, tf: Any) -> tuple:
+    """The model, its schedule and optimiser (built on the variables it updates), all
+    created in the strategy's scope so that their variables are mirrored."""
     cfg = app.config
     t = cfg.training
-    with precision_policy(cfg.network.precision):
-        model = app.build_network()
-        model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
-    schedule = _schedule(t)
-    optimiser = make_optimiser(t.optimiser, schedule, clip_norm=t.gradient_clip_norm,
-                               weight_decay=t.weight_decay, precision=cfg.network.precision)
-    updated, frozen = split_frozen(model, t.vars_to_freeze)
-    if frozen:
-        log.info("vars_to_freeze '%s': %d of %d trainable variables frozen (%d of %d parameters)",
-                 t.vars_to_freeze, len(frozen), len(frozen) + len(updated), count(frozen),
-                 count(frozen) + count(updated))
-    optimiser.build(updated)  # so that a restored optimiser state is assigned at once
-    ckpt = Checkpointer(cfg.system.model_dir, model, optimiser, t.max_checkpoints, TrainingState())
-    return model, schedule, optimiser, updated, ckpt
+    with strategy.scope():
+        with precision_policy(cfg.network.precision):
+            model = app.build_network()
+            model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
+        schedule = _schedule(t)
+        optimiser = make_optimiser(t.optimiser, schedule, clip_norm=_keras_clip(t, strategy),
+                                   weight_decay=t.weight_decay, precision=cfg.network.precision)
+        updated, frozen = split_frozen(model, t.vars_to_freeze)
+        if frozen:
+            log.info("vars_to_freeze '%s': %d of %d trainable variables frozen (%d of %d "
+                     "parameters)", t.vars_to_freeze, len(frozen), len(frozen) + len(updated),
+                     count(frozen), count(frozen) + count(updated))
+        optimiser.build(updated)  # so that a restored optimiser state is assigned at once
+    return model, schedule, optimiser, updated
+
+
+def _keras_clip(t: Any, strategy: Any) -> float:
+    """``gradient_clip_norm`` for Keras' optimiser: on one replica only (with several,
+    :func:`~niftykit.engine.distribute.replica_steps` clips the summed gradients)."""
+    return t.gradient_clip_norm if strategy.num_replicas_in_sync == 1 else 0.0
 
 
 def train(app: Any, *, overwrite: bool = False, debug: bool = False) -> Path:
@@ -197,6 +226,7 @@ def _located(cfg: Any) -> Iterator[None]:
 def _train(app: Any, overwrite: bool, debug: bool) -> Path:
     cfg = app.config
     tf = import_tensorflow(cfg.system.cuda_devices, debug)
+    strategy = make_strategy(cfg.system, tf)  # first: devices and collectives precede the runtime
     seed_everything(cfg.system.seed)
     _schedule(cfg.training)  # checks the schedule's settings before any work
     source = initial_checkpoint(cfg.training)
@@ -204,53 +234,53 @@ def _train(app: Any, overwrite: bool, debug: bool) -> Path:
     stopper = _early_stopper(cfg, bool(validation))
     _preflight(app, subjects, validation)
     spec = _spec(app, subjects[0])
+    training, checking, errors = _inputs(app, subjects, validation, spec, local_replicas(strategy))
+    model, schedule, optimiser, updated = _build(app, spec, strategy, tf)
+    chief = is_chief(strategy)
+    with contextlib.ExitStack() as stack:
+        scratch = None if chief else scratch_folder(stack, keep=debug)
+        ckpt, origin = checkpointers(cfg.system.model_dir, model, optimiser,
+                                     cfg.training.max_checkpoints, scratch,
+                                     afresh=cfg.training.starting_iter == 0 and overwrite)
+        start = start_iteration(origin, model, optimiser, cfg.training, overwrite, source)
+        streams = (*_streams(cfg.training, strategy, training, checking, start), errors)
+        if debug:
+            log.info("variables: %s", ", ".join(v.path for v in model.variables))
+        if stopper is not None:
+            stopper.history.extend(ckpt.state.history())
+        saved = f"to {_write_config(cfg)}" if chief else "by the chief"
+        log.info("network %s: %d parameters; iterations %d..%d; %s; config saved %s",
+                 cfg.network.name, model.count_params(), start + 1, cfg.training.max_iter,
+                 schedule.describe(), saved)
+        logs = Path(scratch or cfg.system.model_dir) / "logs"
+        run = _Run(app, (model, optimiser, updated, schedule), ckpt, stopper, strategy, logs, tf)
+        outcome = run.loop(streams, start)
+        if chief:
+            _report(cfg, ckpt, outcome)
+        else:
+            log.info("worker finished at iteration %d; the chief saved the checkpoints",
+                     outcome.last)
+    return Path(cfg.system.model_dir) / "models"
+
+
+def _inputs(app: Any, subjects: Sequence[Any], validation: Sequence[Any], spec: Mapping,
+            replicas: int) -> tuple:
+    """The training and validation pipeline builders (see :func:`_batches`; a pipeline
+    feeds ``replicas``) and the error list they share."""
     from niftykit.sampler.pipeline import plan_queue
+    cfg = app.config
+    batch = cfg.network.batch_size * replicas
     queue = plan_queue(spec, queue_mb=cfg.system.queue_size_mb,
                        queue_length=cfg.network.queue_length,
-                       samples_per_volume=cfg.training.sample_per_volume,
-                       batch_size=cfg.network.batch_size)
+                       samples_per_volume=cfg.training.sample_per_volume, batch_size=batch)
     log.info("training on %d subjects (%d for validation); windows %s; %s", len(subjects),
              len(validation), {k: list(s) for k, (s, _) in spec.items()}, queue.describe())
     errors = _Errors()
-    training = _dataset(app, subjects, "training", spec, cfg.system.seed, errors, queue.capacity)
-    checking = (_dataset(app, validation, "validation", spec, cfg.system.seed + 1, errors,
-                         max(cfg.network.batch_size, cfg.network.queue_length))
+    training = _batches(app, subjects, "training", spec, cfg.system.seed, errors, queue.capacity)
+    checking = (_batches(app, validation, "validation", spec, cfg.system.seed + 1, errors,
+                         max(batch, cfg.network.queue_length))
                 if validation else None)
-    model, schedule, optimiser, updated, ckpt = _build(app, spec, tf)
-    start = start_iteration(ckpt, model, optimiser, cfg.training, overwrite, source)
-    streams = (*_streams(cfg.training, training, checking, start), errors)
-    if debug:
-        log.info("variables: %s", ", ".join(v.path for v in model.variables))
-    if stopper is not None:
-        stopper.history.extend(ckpt.state.history())
-    config_file = _write_config(cfg)
-    log.info("network %s: %d parameters; iterations %d..%d; %s; config saved to %s",
-             cfg.network.name, model.count_params(), start + 1, cfg.training.max_iter,
-             schedule.describe(), config_file)
-    run = _Run(app, model, optimiser, updated, schedule, ckpt, stopper, tf)
-    outcome = run.loop(streams, start)
-    _report(cfg, ckpt, outcome)
-    return ckpt.directory
-
-
-def _steps(app: Any, model: Any, optimiser: Any, updated: Sequence[Any], tf: Any) -> tuple:
-    @tf.function
-    def train_step(batch: Mapping[str, Any]) -> Any:
-        with tf.GradientTape() as tape:
-            outputs = model(batch["image"], training=True)
-            loss = app.loss(outputs, batch)
-            total = loss
-            if model.losses:
-                total += tf.add_n([tf.cast(extra, loss.dtype) for extra in model.losses])
-            scaled = optimiser.scale_loss(total)  # mixed_float16: LossScaleOptimizer's scale
-        grads = tape.gradient(scaled, updated)
-        optimiser.apply_gradients(zip(grads, updated))
-        return loss, outputs[:1]
-
-    @tf.function
-    def eval_step(batch: Mapping[str, Any]) -> Any:
-        return app.loss(model(batch["image"], training=False), batch)
-    return train_step, eval_step
+    return training, checking, errors
 
 
 @dataclass
@@ -264,14 +294,20 @@ class _Outcome:
 class _Run:
     """The iteration loop and what it reports; one per ``train`` call."""
 
-    def __init__(self, app: Any, model: Any, optimiser: Any, updated: Sequence[Any],
-                 schedule: Any, ckpt: Checkpointer, stopper: Optional[EarlyStopper],
-                 tf: Any) -> None:
+    def __init__(self, app: Any, parts: tuple, ckpt: Checkpointer,
+                 stopper: Optional[EarlyStopper], strategy: Any, logs: Path, tf: Any) -> None:
         from niftykit.engine.summaries import Summaries
-        self.app, self.cfg, self.tf = app, app.config.training, tf
+        model, optimiser, updated, schedule = parts
+        self.app, self.cfg, self.tf, self.strategy = app, app.config.training, tf, strategy
         self.optimiser, self.schedule, self.ckpt, self.stopper = optimiser, schedule, ckpt, stopper
-        self.train_step, self.eval_step = _steps(app, model, optimiser, updated, tf)
-        self.summaries = Summaries(Path(app.config.system.model_dir) / "logs", tf)
+        clip = self.cfg.gradient_clip_norm if strategy.num_replicas_in_sync > 1 else 0.0
+        self.train_step, self.eval_step = replica_steps(app.loss, model, optimiser, updated,
+                                                        strategy, clip, tf)
+        self.summaries = Summaries(logs, tf)
+
+    def first_replica(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
+        """This process's first replica's part of a (distributed) batch."""
+        return {k: self.strategy.experimental_local_results(v)[0] for k, v in batch.items()}
 
     def learning_rate(self) -> float:
         """The rate of the update just applied."""
@@ -297,7 +333,7 @@ class _Run:
                     log.info("%s", line)
                 if cfg.tensorboard_every_n > 0 and iteration % cfg.tensorboard_every_n == 0:
                     self.summaries.scalars("training", iteration, {"loss": loss, "learning_rate": lr})
-                    self.summaries.images(iteration, batch, outputs)
+                    self.summaries.images(iteration, self.first_replica(batch), outputs)
                 if val_batches is not None and iteration % cfg.validation_every_n == 0:
                     progress.clear()
                     stopped = self.validate(lambda: errors.next(val_batches, self.tf), iteration)
@@ -311,12 +347,33 @@ class _Run:
             if done > start:
                 log.warning("interrupted; saved %s", self.ckpt.save(done))
             raise
+        except self.tf.errors.UnavailableError as exc:
+            progress.clear()
+            raise self.lost(exc, done, start) from None
         finally:
             progress.clear()
             self.summaries.close()
         if iteration > start and iteration not in self.ckpt.iterations():
             self.ckpt.save(iteration)
         return _Outcome(start, iteration, progress.elapsed(), stopped)
+
+    def lost(self, exc: Exception, done: int, start: int) -> Exception:
+        """The error for a cluster that lost a worker (TensorFlow's health check aborted the
+        collectives), after the chief saved the weights of the last complete iteration."""
+        if getattr(self.strategy, "cluster_resolver", None) is None:
+            return exc
+        unhealthy = re.search(r"unhealthy[^:]*:(.*?)The tasks", str(exc), re.S)
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+",
+                                      unhealthy.group(1) if unhealthy else ""))) or ["a worker"]
+        saved = ""
+        if done > start and is_chief(self.strategy):
+            try:
+                saved = f"; saved {self.ckpt.save(done)}"
+            except Exception as failure:  # noqa: BLE001 - the error to report is the lost worker
+                log.warning("could not save iteration %d: %s", done, failure)
+        return NiftykitError(f"multi-worker training stopped at iteration {done + 1}: "
+                             f"{', '.join(tasks)} stopped responding{saved}; restart every "
+                             "worker with --starting_iter -1")
 
     def validate(self, next_batch: Callable, iteration: int) -> Optional[str]:
         """One validation round: log, TensorBoard, best checkpoint, early stopping.

@@ -25,8 +25,6 @@ def test_supported_values_pass(write, minimal_yaml):
     ("network: {window_sampling: patch}",
      "configs/bad.yaml: [network] window_sampling: not supported yet in niftykit 0.1 "
      "(supported: uniform, weighted, balanced, resize)"),
-    ("system: {num_gpus: 2}",
-     "configs/bad.yaml: [system] num_gpus: not supported yet in niftykit 0.1 (supported: 0, 1)"),
     ("network: {keep_prob: 0.5}",
      "configs/bad.yaml: [network] keep_prob: not supported yet in niftykit 0.1 (supported: 1.0)"),
     ("network: {force_output_identity_resizing: true}",
@@ -64,7 +62,7 @@ def test_is_supported_markers():
     system = field_specs(SystemConfig)
     assert is_supported(system["seed"], 7)
     assert is_supported(system["strategy"], "default")
-    assert not is_supported(system["strategy"], "mirrored")
+    assert is_supported(system["strategy"], "mirrored")
     assert not is_supported(system["event_handler"], ("model_saver",))
     evaluations = field_specs(EvaluationConfig)["evaluations"]
     assert is_supported(evaluations, ()) and is_supported(evaluations, ("Dice", "dice"))
