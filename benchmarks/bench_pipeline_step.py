@@ -80,7 +80,8 @@ def worker(mode: str, config_path: str, warmup: int, steps: int) -> Dict[str, An
         model = app.build_network()
         model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
     optimiser = make_optimiser(cfg.training.optimiser, cfg.training.lr)
-    train_step, _ = trainer._steps(app, model, optimiser, tf)
+    train_step, _ = trainer._steps(app, model, optimiser, model.trainable_variables,
+                                   tf.distribute.get_strategy(), 0.0, tf)
 
     times: List[float] = []
     fetches: List[float] = []
@@ -93,7 +94,7 @@ def worker(mode: str, config_path: str, warmup: int, steps: int) -> Dict[str, An
         tic = time.perf_counter()
         b = next_batch()
         fetched = time.perf_counter()
-        losses.append(float(train_step(b)))
+        losses.append(float(train_step(b)[0]))
         toc = time.perf_counter()
         if i == 0:
             first = toc - tic

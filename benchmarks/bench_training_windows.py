@@ -16,7 +16,7 @@ over the 9 classes, with random flips (each axis with probability 0.5) and a ran
   ``network.batch_size: 2``, windows ``[64, 64, 64]``), ``SegmentationApplication(load_config(path))``
   is created, and the batches are taken from the very dataset ``niftykit train`` iterates:
   ``trainer._prepare``, ``trainer._preflight`` (reads every subject once, filling the volume
-  cache, untimed), ``trainer._spec``, ``pipeline.plan_queue`` and ``trainer._dataset``, read with
+  cache, untimed), ``trainer._spec``, ``pipeline.plan_queue`` and ``trainer._batches`` (pipeline 0), read with
   ``trainer._Errors.next``. niftykit augments each window as it cuts it (one resampling of the
   window's voxels from the whole volume). A second row runs the same pipeline without the three
   augmentation keys.
@@ -229,7 +229,7 @@ def niftykit_pipeline(config_path: str):
     queue = plan_queue(spec, queue_mb=cfg.system.queue_size_mb, queue_length=cfg.network.queue_length,
                        samples_per_volume=cfg.training.sample_per_volume, batch_size=cfg.network.batch_size)
     errors = trainer._Errors()
-    batches = iter(trainer._dataset(app, subject_list, "training", spec, cfg.system.seed, errors, queue.capacity))
+    batches = iter(trainer._batches(app, subject_list, "training", spec, cfg.system.seed, errors, queue.capacity)(0))
     info = dict(preflight=preflight, queue=queue.describe(),
                 spec={k: [list(s), np.dtype(d).name] for k, (s, d) in spec.items()})
     return app, tf, spec, (lambda: errors.next(batches, tf)), info
