@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
     _infer_parser(commands)
     _export_parser(commands, common)
+    _study_parsers(commands, common)
     split = commands.add_parser(
         "split", parents=[common], help="write the dataset split file, or K cross-validation folds",
         description="Without --folds: write system.dataset_split_file from "
@@ -126,6 +127,68 @@ def _export_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                              "(default inference.inference_iter)")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export")
     export.set_defaults(func=_export)
+
+
+def _study_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``crossval``, ``report`` and ``prepare-abdominal`` (issue 7)."""
+    names = dict(choices=("auto", "abdominal", "codes"), default="auto",
+                 help="label names: auto (segmentation.label_names, else organ names when the "
+                      "codes are the abdominal ones), abdominal, or codes only")
+    crossval = commands.add_parser(
+        "crossval", parents=[common], help="train, infer and evaluate K cross-validation folds",
+        description="Deal the subjects into K folds (seeded by system.seed); for each fold train "
+                    "on the others (validation from training.exclude_fraction_for_validation), "
+                    "infer the held-out fold and evaluate it, in <out>/fold_<k>/. Resumable: "
+                    "evaluated folds are skipped, unfinished training resumes. Writes "
+                    "<out>/crossval_summary.csv: per label mean, sd, median over subjects.")
+    crossval.add_argument("--folds", type=int, required=True, metavar="K", help="number of folds")
+    crossval.add_argument("--out", metavar="DIR", help="folder (default <model_dir>/crossval)")
+    crossval.add_argument("--fold", type=int, metavar="I", help="run fold I only (0-based)")
+    crossval.add_argument("--overwrite", action="store_true",
+                          help="draw the folds again and redo the folds run (deletes them)")
+    crossval.add_argument("--names", **names)
+    crossval.set_defaults(func=_crossval)
+    report = commands.add_parser(
+        "report", parents=[common], help="write an HTML report with tables and plots",
+        description="Write report/index.html: Dice (and other metrics) per label, box plots, "
+                    "loss curves and overlays of prediction against reference, for the config's "
+                    "run or a cross-validation folder (--crossval).")
+    report.add_argument("--crossval", metavar="DIR", help="a `niftykit crossval` folder")
+    report.add_argument("--out", metavar="DIR",
+                        help="report folder (default <model_dir or crossval>/report)")
+    report.add_argument("--cases", type=int, default=3, metavar="N",
+                        help="subjects shown as overlays (default 3)")
+    report.add_argument("--names", **names)
+    report.set_defaults(func=_report)
+    _prepare_parser(commands)
+
+
+def _prepare_parser(commands: Any) -> None:
+    prepare = commands.add_parser(
+        "prepare-abdominal", help="lay out the public abdominal CT cases for abdominal_seg.yaml",
+        description="Match the TCIA Pancreas-CT (DICOM) and BTCV (NIfTI) images to the Zenodo "
+                    "1169361 label files and cropping.csv, and write caseNNN_CT.nii.gz (int16 HU), "
+                    "caseNNN_Label.nii.gz and cropping.csv, as `niftykit phantoms` does. See "
+                    "demos/abdominal_ct/README.md.")
+    prepare.add_argument("--images", required=True, nargs="+", metavar="DIR",
+                         help="folders searched (recursively) for the CT images")
+    prepare.add_argument("--labels", required=True, nargs="+", metavar="DIR",
+                         help="folders searched (recursively) for the label files")
+    prepare.add_argument("--crops", required=True, metavar="FILE", help="Zenodo cropping.csv")
+    prepare.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    prepare.add_argument("--match", action="append", default=[], metavar="SOURCE.KIND=REGEX",
+                         help="replace a matching rule, e.g. tcia.image='PANCREAS_(\\d+)' "
+                              "(sources tcia, btcv; kinds image, label, crop)")
+    prepare.add_argument("--keep-all-codes", action="store_true",
+                         help="keep label codes other than the 8 organs (default: set to 0)")
+    prepare.add_argument("--skip-missing", action="store_true",
+                         help="leave out cases whose image or label is missing (default: error)")
+    prepare.add_argument("--grid", choices=("check", "label"), default="check",
+                         help="image and label on different grids: check (error) or label "
+                              "(same shape: take the label's affine; see the README)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    prepare.add_argument("--debug", action="store_true", help="show tracebacks")
+    prepare.set_defaults(func=_prepare_abdominal)
 
 
 def _iteration(text: str) -> Any:
@@ -263,6 +326,35 @@ def _split(args: argparse.Namespace, overrides: List[str]) -> int:
     log.info("train fold k with: niftykit train -c %s --set system.dataset_split_file=%s "
              "--set system.model_dir=%s", args.config, out / "fold_<k>.csv",
              Path(config.system.model_dir) / "fold_<k>")
+    return 0
+
+
+def _crossval(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.engine.crossval import run_crossval
+    from niftykit.report.names import label_names
+    config = _load(args, overrides)
+    run_crossval(args.config, overrides, folds=args.folds,
+                 out=Path(args.out) if args.out else None, only=args.fold,
+                 overwrite=args.overwrite, debug=args.debug,
+                 namer=lambda codes: label_names(codes, config, args.names))
+    return 0
+
+
+def _report(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.report import write_report
+    write_report(_load(args, overrides, check=False),
+                 crossval=Path(args.crossval) if args.crossval else None,
+                 out=Path(args.out) if args.out else None, names=args.names, cases=args.cases)
+    return 0
+
+
+def _prepare_abdominal(args: argparse.Namespace, overrides: List[str]) -> int:
+    if overrides:
+        raise ConfigError(f"command line: prepare-abdominal takes no overrides, got {overrides}")
+    from niftykit.data.prepare_abdominal import prepare_abdominal
+    prepare_abdominal(args.images, args.labels, args.crops, args.out, rules=args.match,
+                      keep_all_codes=args.keep_all_codes, skip_missing=args.skip_missing,
+                      grid=args.grid, overwrite=args.overwrite)
     return 0
 
 
