@@ -29,6 +29,7 @@ import bench_pipeline_step  # noqa: E402
 import bench_preprocessing  # noqa: E402
 import bench_sliding_window  # noqa: E402
 import bench_training_step  # noqa: E402
+import bench_training_throughput  # noqa: E402
 import bench_training_windows  # noqa: E402
 import bench_window_sampling  # noqa: E402
 from _common import HERE, ROOT, Interference, load_average, machine, versions  # noqa: E402
@@ -36,6 +37,7 @@ from _common import HERE, ROOT, Interference, load_average, machine, versions  #
 BENCHMARKS = {m.NAME: m for m in (bench_training_step, bench_window_sampling, bench_preprocessing,
                                   bench_augmentation, bench_training_windows, bench_pipeline_step,
                                   bench_sliding_window, bench_network_flops)}
+BENCHMARKS[bench_training_throughput.NAME] = bench_training_throughput  # issue 6
 RESULTS = HERE / "RESULTS.md"
 
 
