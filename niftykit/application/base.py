@@ -18,7 +18,9 @@ A new task subclasses this (or an existing application) and overrides the
 hooks it changes; see the README's "Writing an application". Helpers every
 application may use: :meth:`~BaseApplication.training_window`,
 :meth:`~BaseApplication.augmenter`, :meth:`~BaseApplication.instantiate_network`,
-:meth:`~BaseApplication.inference_window` and :meth:`~BaseApplication.inference_border`.
+:meth:`~BaseApplication.inference_window` and :meth:`~BaseApplication.inference_border`;
+the multiview and multiscale samplers: :meth:`~BaseApplication.centre_sampler`,
+:meth:`~BaseApplication.context_sampler` and :meth:`~BaseApplication.grid_sampler`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ from niftykit.io import Subject
 from niftykit.io.augment import Augmenter
 from niftykit.io.cache import VolumeCache
 from niftykit.network import NETWORKS, nearest_valid, window_error, window_output
-from niftykit.sampler.window import resolve_window
+from niftykit.sampler import (BalancedSampler, GridSampler, MultiScaleGridSampler,
+                              MultiScaleSampler, MultiViewSampler, UniformSampler, WeightedSampler)
+from niftykit.sampler.multiscale import check_scales
+from niftykit.sampler.multiview import ORTHOGONAL_VIEWS, CentredSampler
+from niftykit.sampler.window import WindowSampler, resolve_window
 
 __all__ = ["BaseApplication", "PredictFn"]
 
@@ -55,6 +61,9 @@ class BaseApplication:
 
     #: the config section holding this task's settings (``config.<section>``)
     section: ClassVar[str] = "segmentation"
+    #: True when :meth:`infer_subject` cuts its grid with :meth:`grid_sampler`, so that
+    #: ``window_sampling: multiscale`` windows carry their context at inference too
+    multiscale_inference: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -120,6 +129,79 @@ class BaseApplication:
                      phase: str = "training") -> Callable[[Mapping[str, np.ndarray]], list]:
         """A callable from a subject's volumes to a list of windows (augmented in training)."""
         raise NotImplementedError
+
+    def centre_sampler(self, window: Sequence[int], n: int,
+                       rng: np.random.Generator) -> Optional[WindowSampler]:
+        """Where multiview and multiscale windows are centred (``network.centre_sampling``):
+        a sampler of ``window``-sized boxes whose centres are taken, or None for the
+        volume's centre voxel (``volume``).
+
+        Raises:
+            ConfigError: ``balanced`` or ``weighted`` without a voxel map to draw from.
+        """
+        kind, where = self.config.network.centre_sampling, f"{self.config.source}: [network]"
+        if kind == "volume":
+            return None
+        if kind == "uniform":
+            return UniformSampler(window, n, rng)
+        if self.section != "segmentation":
+            raise ConfigError(f"{where} centre_sampling: {kind} draws centres from a voxel label "
+                              f"or sampling map (segmentation); {self.section} takes volume or "
+                              "uniform")
+        if kind == "weighted":
+            if not self.task.sampler:
+                raise ConfigError(f"{self.config.source}: [segmentation] sampler: required for "
+                                  "centre_sampling: weighted (the input section holding the map)")
+            return WeightedSampler(window, n, rng, map_name="sampler")
+        return BalancedSampler(window, n, rng,
+                               label_name="sampler" if self.task.sampler else "label")
+
+    def multiscale_sizes(self, window: Sequence[int]) -> Tuple[Tuple[int, int, int], ...]:
+        """``network.multiscale_sizes``, checked against the network ``window``."""
+        try:
+            return check_scales(window, self.config.network.multiscale_sizes)
+        except ValueError as exc:
+            raise ConfigError(f"{self.config.source}: [network] multiscale_sizes: {exc} (the "
+                              "window is spatial_window_size, the finest scale)") from None
+
+    def context_sampler(self, window: Sequence[int], n: int, rng: np.random.Generator,
+                        orders: Optional[Mapping[str, int]] = None) -> CentredSampler:
+        """The ``multiview`` or ``multiscale`` sampler of ``network.window_sampling`` for the
+        training ``window``, centred by :meth:`centre_sampler`; ``orders``: the oblique
+        views' interpolation order per volume name.
+
+        Raises:
+            ConfigError: a window or setting the sampler cannot take (naming the key).
+        """
+        net, source = self.config.network, self.config.source
+        key = f"{source}: [inputs.{self.task.image[0]}] spatial_window_size"
+        if not all(size > 0 for size in window):
+            raise ConfigError(f"{key}: window_sampling: {net.window_sampling} needs a full window "
+                              f"size, got {list(window)}")
+        if net.window_sampling == "multiscale":
+            sizes = self.multiscale_sizes(window)
+            return MultiScaleSampler(window, sizes, n, rng, self.centre_sampler(window, n, rng))
+        if window[2] != 1 or window[0] != window[1]:
+            raise ConfigError(f"{key}: multiview windows are square 2-D planes [s, s], got "
+                              f"{list(window)}")
+        unknown = [v for v in net.views if v not in ORTHOGONAL_VIEWS]
+        if unknown or not (net.views or net.oblique_views):
+            raise ConfigError(f"{source}: [network] views: give any of "
+                              f"{', '.join(ORTHOGONAL_VIEWS)} (or oblique_views > 0), got "
+                              f"{list(net.views)}")
+        centres = self.centre_sampler((window[0],) * 3, n, rng)
+        return MultiViewSampler(window[0], n, rng, net.views, net.oblique_views, net.oblique_axis,
+                                centres, orders)
+
+    def grid_sampler(self, volume: np.ndarray, window: Sequence[int],
+                     border: Sequence[int]) -> GridSampler:
+        """The inference grid over one ``(x, y, z, c)`` volume (``inference.overlap``); with
+        ``window_sampling: multiscale`` each window carries its coarser context as channels."""
+        overlap = self.config.inference.overlap
+        if self.config.network.window_sampling == "multiscale":
+            return MultiScaleGridSampler(volume, window, border, self.multiscale_sizes(window),
+                                         overlap=overlap)
+        return GridSampler(volume, window, border, overlap=overlap)
 
     # -- model --------------------------------------------------------------------
     def network_class(self) -> Any:
@@ -189,6 +271,11 @@ class BaseApplication:
         """The grid window for one volume: ``inference.spatial_window_size`` or the
         training window; sizes of 0 or less take the whole axis, rounded up to what
         the network accepts (the volume is padded and cropped back)."""
+        if self.config.network.window_sampling == "multiscale" and not self.multiscale_inference:
+            raise ConfigError(
+                f"{self.config.source}: [network] window_sampling: multiscale: {self.section} "
+                "inference does not cut multi-scale windows yet (its grid is not "
+                "BaseApplication.grid_sampler); train and infer with another window_sampling")
         window = tuple(self.config.inference.spatial_window_size or ()) or self.training_window()
         resolved = resolve_window(window, spatial_shape)
         cls, params = self.network_class(), dict(self.config.network.params or {})

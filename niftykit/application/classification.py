@@ -7,8 +7,10 @@ value (a single voxel, or a constant image). Codes must lie in
 codes to them (kept in ``histogram_ref_file``, as for segmentation) and back.
 
 Training feeds the whole image zoomed to the window (``window_sampling:
-resize``, NiftyNet's only mode) or random windows (``uniform``), augmented as
-segmentation does; each window carries its subject's class, so a batch has
+resize``, NiftyNet's only mode), random windows (``uniform``), 2-D views through
+a centre (``multiview``, 2.5-D) or windows with their coarser context as channels
+(``multiscale``), augmented as segmentation does; each window carries its
+subject's class, so a batch has
 ``image`` ``(b, x, y, z, c)`` and ``label`` ``(b, 1)`` int32. The network must
 give one vector per window (``output_kind = "vector"``: ``resnet``,
 ``se_resnet``...). Inference writes one CSV per subject,
@@ -54,6 +56,7 @@ class ClassificationApplication(BaseApplication):
     """Whole-image classification (config section ``classification``)."""
 
     section = "classification"
+    multiscale_inference = True
     LOSS_TYPES = ("CrossEntropy",)
 
     def __init__(self, config: Any) -> None:
@@ -175,13 +178,17 @@ class ClassificationApplication(BaseApplication):
         return prepared
 
     def make_sampler(self, rng: np.random.Generator, phase: str = "training") -> Sampler:
-        """Resized images or random windows (augmented in training), each with its class."""
+        """Resized images, random windows, views or multi-scale windows (augmented in
+        training), each with its class."""
         check_network_kind(self, "vector", "classification", "resnet, se_resnet")
-        window, kind = check_sampling(self, "classification")
+        window, kind = check_sampling(self, "classification", ("multiview", "multiscale"))
         order = max(self.config.inputs[self.task.image[0]].interp_order, 0)
         n = self.config.training.sample_per_volume
-        sampler = (ResizeSampler(window, n, {"image": order}, rng) if kind == "resize"
-                   else UniformSampler(window, n, rng))
+        if kind in ("multiview", "multiscale"):
+            sampler = self.context_sampler(window, n, rng, {"image": order})
+        else:
+            sampler = (ResizeSampler(window, n, {"image": order}, rng) if kind == "resize"
+                       else UniformSampler(window, n, rng))
         augment = self.augmenter(rng) if phase == "training" else None
         return with_targets(augmented_sampler(sampler, augment, {"image": order}), ("label",))
 

@@ -4,7 +4,8 @@ A per-image target (a class, a regression value) is not a volume: it is not
 cut, resampled or augmented. :func:`with_targets` attaches a copy of it to
 every window drawn from the subject's images; :func:`predict_vector` turns a
 network with one output vector per window into one vector per subject (the
-whole image zoomed to the window, or the mean over a grid of windows).
+whole image zoomed to the window, the multiview or multiscale window at the
+volume's centre, or the mean over a grid of windows).
 :func:`augmented_sampler` (windows augmented in the resampling that cuts them)
 also serves voxel-wise regression.
 """
@@ -21,10 +22,12 @@ import numpy as np
 from niftykit.application.base import BaseApplication, PredictFn
 from niftykit.errors import ConfigError, DataError
 from niftykit.io import Subject
-from niftykit.sampler import GridSampler, ResizeSampler, resize_to
+from niftykit.sampler import ResizeSampler, resize_to
+from niftykit.sampler.multiview import CentredSampler
 
 __all__ = ["Sampler", "images_only", "resolve_loss", "augmented_sampler", "with_targets",
-           "predict_vector", "output_file", "softmax", "check_sampling", "check_network_kind"]
+           "centred_windows", "predict_vector", "output_file", "softmax", "check_sampling",
+           "check_network_kind"]
 
 Sampler = Callable[[Mapping[str, np.ndarray]], list]
 
@@ -53,7 +56,8 @@ def resolve_loss(config: Any, allowed: Sequence[str], default: str, what: str) -
 
 def augmented_sampler(sampler: Any, augment: Any, orders: Mapping[str, int]) -> Sampler:
     """``sampler``'s windows, augmented (in the resampling that cuts them) when ``augment`` is
-    active; ``orders`` gives each volume's interpolation order."""
+    active; ``orders`` gives each volume's interpolation order. A multiview or multiscale
+    sampler's support box is augmented, then turned into its window."""
     if augment is None or not augment.active:
         return sampler
     if isinstance(sampler, ResizeSampler):
@@ -63,9 +67,11 @@ def augmented_sampler(sampler: Any, augment: Any, orders: Mapping[str, int]) -> 
                      "location": w["location"]} for w in sampler(volumes)]
         return resized
 
+    finish = sampler.finish if isinstance(sampler, CentredSampler) else (lambda window: window)
+
     def augmented(volumes: Mapping[str, np.ndarray]) -> list:
         kept = {k: v for k, v in volumes.items() if k not in sampler.exclude}
-        return [augment.window(kept, {k: orders[k] for k in kept}, box)
+        return [finish(augment.window(kept, {k: orders[k] for k in kept}, box))
                 for box in sampler.locations(volumes, sampler.samples_per_volume)]
     return augmented
 
@@ -93,25 +99,48 @@ def _flip_average(predict: PredictFn) -> PredictFn:
     return predict_flipped
 
 
+def centred_windows(app: BaseApplication, volume: np.ndarray, flips: bool = False) -> np.ndarray:
+    """The ``multiview`` or ``multiscale`` window through the centre voxel of a volume
+    ``(x, y, z, c)``, and with ``flips`` through that of each of its 8 mirrored copies.
+
+    Returns:
+        ``(1 or 8, wx, wy, wz, channels)`` windows.
+    """
+    order = max(app.config.inputs[app.task.image[0]].interp_order, 0)
+    sampler = app.context_sampler(app.training_window(), 1, None, {"image": order})
+    subsets = [s for k in range(4) for s in itertools.combinations((0, 1, 2), k)] if flips else [()]
+    copies = [np.flip(volume, axes) if axes else volume for axes in subsets]
+    return np.stack([sampler.windows_at({"image": v}, np.array(v.shape[:3])[None] // 2)[0]["image"]
+                     for v in copies])
+
+
 def predict_vector(app: BaseApplication, volume: np.ndarray, predict: PredictFn,
                    transform: Callable[[np.ndarray], np.ndarray],
                    progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """One output vector for a preprocessed volume ``(x, y, z, c)``.
 
     With ``window_sampling: resize`` the whole volume zoomed to the training window;
-    otherwise the mean over a grid of windows (``inference.spatial_window_size`` or
-    the training window, ``inference.overlap``) covering it. ``transform`` (e.g. a
-    softmax) is applied to each output before averaging, also over the flips of
-    ``inference.tta: flip``.
+    with ``multiview`` (and ``multiscale`` with ``centre_sampling: volume``) the
+    window through the volume's centre voxel; otherwise the mean over a grid of
+    windows (``inference.spatial_window_size`` or the training window,
+    ``inference.overlap``; multiscale windows with their context) covering it.
+    ``transform`` (e.g. a softmax) is applied to each output before averaging, also
+    over the flips of ``inference.tta: flip`` (of the volume, for a centred window).
 
     Returns:
         ``(k,)`` float64.
     """
     config = app.config
+    kind = config.network.window_sampling
 
     def run(windows: np.ndarray) -> np.ndarray:
         outputs = np.asarray(predict(windows), np.float64)
         return transform(outputs.reshape(len(windows), -1))
+    if kind == "multiview" or (kind == "multiscale" and config.network.centre_sampling == "volume"):
+        outputs = run(centred_windows(app, volume, flips=config.inference.tta == "flip"))
+        if progress is not None:
+            progress(1, 1)
+        return outputs.mean(axis=0)
     if config.inference.tta == "flip":
         run = _flip_average(run)
     if config.network.window_sampling == "resize":
@@ -120,8 +149,7 @@ def predict_vector(app: BaseApplication, volume: np.ndarray, predict: PredictFn,
         if progress is not None:
             progress(1, 1)
         return outputs[0]
-    sampler = GridSampler(volume, app.inference_window(volume.shape[:3]), (0, 0, 0),
-                          overlap=config.inference.overlap)
+    sampler = app.grid_sampler(volume, app.inference_window(volume.shape[:3]), (0, 0, 0))
     total, done = None, 0
     for windows, _ in sampler.batches(config.network.batch_size):
         summed = run(windows).sum(axis=0)
@@ -148,14 +176,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def check_sampling(app: BaseApplication, what: str) -> Tuple[Tuple[int, int, int], str]:
-    """The training window and ``window_sampling`` (``resize`` or ``uniform``), checked."""
+def check_sampling(app: BaseApplication, what: str,
+                   extra: Sequence[str] = ()) -> Tuple[Tuple[int, int, int], str]:
+    """The training window and ``window_sampling`` (``resize``, ``uniform`` or one of
+    ``extra``), checked."""
     window, kind = app.training_window(), app.config.network.window_sampling
     key = f"[inputs.{app.task.image[0]}] spatial_window_size"
-    if kind not in ("resize", "uniform"):
+    if kind not in ("resize", "uniform", *extra):
+        others = "".join(f", {name}" for name in extra)
         raise ConfigError(f"{app.config.source}: [network] window_sampling: {what} takes resize "
-                          f"(the whole image zoomed to the window) or uniform (random windows), "
-                          f"got {kind}")
+                          f"(the whole image zoomed to the window), uniform (random windows)"
+                          f"{others}, got {kind}")
     if kind == "resize" and not all(size > 0 for size in window):
         raise ConfigError(f"{app.config.source}: {key}: window_sampling: resize needs a full "
                           f"window size, got {list(window)}")

@@ -13,6 +13,7 @@ grid and affine, with the input's label codes.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -25,6 +26,7 @@ from niftykit.evaluation import evaluate_segmentations, resolve_metrics, summari
 from niftykit.io import Subject, write_image
 from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
+from niftykit.postprocess import DenseCRF
 from niftykit.sampler import (BalancedSampler, GridAggregator, GridSampler, ResizeAggregator,
                               ResizeSampler, UniformSampler, WeightedSampler, flip_tta,
                               label_dtype, resize_to)
@@ -94,6 +96,16 @@ class SegmentationApplication(BaseApplication):
                     f"{list(self.output_window(window))} for {list(window)} (use padding: same, "
                     "or uniform/balanced/weighted sampling)")
             return ResizeSampler(window, n, self.volume_orders(), rng)
+        if kind == "multiview":
+            raise ConfigError(f"{self.config.source}: [network] window_sampling: multiview (2-D "
+                              "views stacked as channels) is for classification; segmentation "
+                              "takes uniform, balanced, weighted, resize or multiscale")
+        if kind == "multiscale":
+            if self.augmenter(rng).active:
+                raise ConfigError(f"{self.config.source}: [training] augmentation: segmentation "
+                                  "with window_sampling: multiscale does not augment yet; switch "
+                                  "off flips, rotation, scaling, elastic, bias field, gamma, noise")
+            return self.context_sampler(window, n, rng)
         if kind == "weighted":
             self._require_sampler_source(kind)
             return WeightedSampler(window, n, rng, map_name="sampler")
@@ -180,6 +192,7 @@ class SegmentationApplication(BaseApplication):
         path = self.output_path(subject)
         if path.exists() and not overwrite:
             raise ImageError(f"{path} exists; pass --overwrite to replace it")
+        crf = self._crf()
         prepared = self.preprocess(subject, with_label=False)
         volume = prepared.volumes["image"]
         if self.config.inference.tta == "flip":
@@ -188,6 +201,8 @@ class SegmentationApplication(BaseApplication):
             result = self._infer_resized(volume, predict, progress)
         else:
             result = self._infer_grid(volume, predict, progress)
+        if crf is not None:
+            result = self._refine(crf, result, volume, prepared.geometry)
         if self.task.output_prob:
             array = self.preprocessor.restore(result, prepared.geometry, labels=False)
         else:
@@ -212,7 +227,7 @@ class SegmentationApplication(BaseApplication):
                               overlap=inference.overlap)
         aggregator = GridAggregator(
             sampler, self.num_classes, mode=inference.aggregation,
-            output="probabilities" if self.task.output_prob else "labels",
+            output="probabilities" if self._needs_probabilities() else "labels",
             fill_constant=inference.fill_constant)
         done = 0
         for windows, locations in sampler.batches(self.config.network.batch_size):
@@ -232,7 +247,45 @@ class SegmentationApplication(BaseApplication):
         if progress is not None:
             progress(1, 1)
         result = aggregator.result()
-        return result if self.task.output_prob else np.argmax(result, axis=-1)
+        return result if self._needs_probabilities() else np.argmax(result, axis=-1)
+
+    # -- CRF post-processing (inference.crf) ---------------------------------------
+    def _needs_probabilities(self) -> bool:
+        """Whether inference keeps the probability volume (``output_prob``, or a CRF after it)."""
+        return bool(self.task.output_prob) or self.config.inference.crf == "dense"
+
+    def _crf(self) -> Optional[DenseCRF]:
+        """The ``inference.crf: dense`` post-processing, or None."""
+        inference = self.config.inference
+        if inference.crf != "dense":
+            return None
+        if not self.task.softmax:
+            raise ConfigError(f"{self.config.source}: [inference] crf: dense needs class "
+                              "probabilities; set [segmentation] softmax: true")
+        return DenseCRF(inference.crf_iterations, inference.crf_smooth_weight,
+                        inference.crf_smooth_sigma_mm, inference.crf_appearance_weight,
+                        inference.crf_appearance_sigma_mm,
+                        inference.crf_appearance_sigma_intensity)
+
+    def _refine(self, crf: DenseCRF, probabilities: np.ndarray, volume: np.ndarray,
+                geometry: Any) -> np.ndarray:
+        """The CRF on the preprocessed grid inside the volume padding (``volume``'s
+        intensities, spacing from the grid's affine); the padding keeps the network's
+        output. Returns probabilities ``(x, y, z, C)`` with ``output_prob``, else labels."""
+        spacing = np.linalg.norm(np.asarray(geometry.affine)[:3, :3], axis=0)
+        inner = tuple(slice(before, size - after) for before, after, size in
+                      zip(geometry.pad_before, geometry.pad_after, volume.shape[:3]))
+        start = time.perf_counter()
+        refined = crf(probabilities[inner], volume[inner], spacing)
+        log.info("dense CRF: %d iterations on %s voxels (spacing %s mm) in %.1f s",
+                 crf.iterations, "x".join(str(s) for s in refined.shape[:3]),
+                 np.round(spacing, 2).tolist(), time.perf_counter() - start)
+        if self.task.output_prob:
+            probabilities[inner] = refined
+            return probabilities
+        labels = np.argmax(probabilities, axis=-1).astype(label_dtype(self.num_classes))
+        labels[inner] = np.argmax(refined, axis=-1)
+        return labels
 
     # -- evaluation ---------------------------------------------------------------
     def evaluation_labels(self) -> List[int]:

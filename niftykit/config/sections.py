@@ -18,15 +18,17 @@ kind, support). Key names, defaults and choices follow NiftyNet 0.6
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from niftykit.config.paths import CONFIG_DIR, MODEL_DIR, PathList, PathValue
 from niftykit.config.sequences import (Axcodes, FloatPair, IntList, SpatialSize, StrList,
-                                       Triple)
+                                       Triple, split_items)
 from niftykit.config.spec import option
-from niftykit.config.values import Bool, Choice, Float, Int, IntOrName, Mapping, Name, Str
+from niftykit.config.values import (Bool, Choice, Float, Int, IntOrName, Invalid, Kind, Mapping,
+                                    Name, Str, show)
 
 __all__ = ["InputConfig", "SystemConfig", "NetworkConfig", "TrainingConfig",
            "InferenceConfig", "EvaluationConfig"]
@@ -42,7 +44,8 @@ INITIALIZERS = ("constant", "zeros", "ones", "uniform_scaling", "orthogonal", "v
 OPTIMISERS = ("adam", "adamw", "gradientdescent", "momentum", "nesterov", "adagrad", "rmsprop")
 PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum",
              "reflect", "symmetric", "wrap", "empty")
-SAMPLINGS = ("uniform", "resize", "balanced", "weighted", "patch")
+SAMPLINGS = ("uniform", "resize", "balanced", "weighted", "patch", "multiview", "multiscale")
+VIEW_CENTRES = ("uniform", "balanced", "weighted", "volume")
 MASK_TYPES = ("otsu_plus", "otsu_minus", "threshold_plus", "threshold_minus", "mean_plus")
 LR_SCHEDULES = ("constant", "step", "cosine", "polynomial")
 EARLY_STOPPING = ("mean", "robust_mean", "median", "generalisation_loss", "median_smoothing",
@@ -108,6 +111,31 @@ class SystemConfig:
     communication: str = option("auto", Choice(("auto", "ring", "nccl")), True)
 
 
+class _SizeList(Kind):
+    """A list of window sizes, e.g. ``[[32, 32, 32], [64, 64, 64]]`` (``[x, y]`` means
+    ``[x, y, 1]``; a bare number ``n`` means ``[n, n, n]``); INI: ``(32, 32, 32), (64, 64, 64)``."""
+
+    def coerce(self, value: object) -> tuple[tuple[int, int, int], ...]:
+        if isinstance(value, str):
+            groups = re.findall(r"[(\[]([^()\[\]]*)[)\]]", value)
+            value = groups if groups else split_items(value)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        sizes = []
+        for item in items:
+            if isinstance(item, (int, str)) and not isinstance(item, bool) and \
+                    not (isinstance(item, str) and "," in item):
+                item = [item] * 3
+            try:
+                size = SpatialSize().coerce(item)
+            except Invalid:
+                size = None
+            if size is None or min(size) < 1:
+                raise Invalid(f"give window sizes such as [[32, 32, 32], [64, 64, 64]] "
+                              f"(positive voxels), got {show(value)}")
+            sizes.append(size)
+        return tuple(sizes)
+
+
 @dataclass
 class NetworkConfig:
     """NiftyNet's ``[NETWORK]``: architecture, batching, volume preprocessing.
@@ -125,7 +153,17 @@ class NetworkConfig:
     volume_padding_mode: str = option("minimum", Choice(PAD_MODES), True)
     volume_padding_to_size: tuple[int, int, int] = option((0, 0, 0), Triple(int, ge=0), True)
     window_sampling: str = option("uniform", Choice(SAMPLINGS),
-                                  ("uniform", "weighted", "balanced", "resize"))
+                                  ("uniform", "weighted", "balanced", "resize", "multiview",
+                                   "multiscale"))
+    # niftykit: multiview and multiscale windows (niftykit/sampler/multiview.py, multiscale.py).
+    # centre_sampling: where their centres come from (volume = the volume's centre voxel);
+    # views / oblique_views / oblique_axis: the planes of a multiview window; multiscale_sizes:
+    # the context windows [x, y, z] around each window, one of them the window itself.
+    centre_sampling: str = option("uniform", Choice(VIEW_CENTRES), True)
+    views: tuple[str, ...] = option(("axial", "coronal", "sagittal"), StrList(), True)
+    oblique_views: int = option(0, Int(ge=0), True)
+    oblique_axis: str = option("z", Choice(("x", "y", "z")), True)
+    multiscale_sizes: tuple[tuple[int, int, int], ...] = option((), _SizeList(), True)
     force_output_identity_resizing: bool = option(False, Bool())
     queue_length: int = option(5, Int(ge=1), True)
     multimod_foreground_type: str = option("and", Choice(("and", "or", "multi")), True)
@@ -241,6 +279,19 @@ class InferenceConfig:
     aggregation: str = option("crop", Choice(("crop", "mean", "gaussian")), True)
     overlap: float = option(0.0, Float(ge=0, lt=1), True)
     tta: str = option("none", Choice(("none", "flip")), True)
+    # niftykit: a fully connected 3-D CRF after segmentation inference (Kamnitsas et al.,
+    # MedIA 2017, after Krähenbühl & Koltun, NIPS 2011; niftykit/postprocess/crf.py), on the
+    # preprocessed grid. Defaults: DeepMedic's dense3dCrf. Sigmas in mm (1 or 3 values, x y z);
+    # crf_appearance_sigma_intensity in the preprocessed image's units (z-scores with whitening).
+    crf: str = option("none", Choice(("none", "dense")), True)
+    crf_iterations: int = option(5, Int(ge=0), True)
+    crf_smooth_weight: float = option(3.0, Float(ge=0), True)
+    crf_smooth_sigma_mm: tuple[float, float, float] = option((3.0, 3.0, 3.0),
+                                                             Triple(float, gt=0), True)
+    crf_appearance_weight: float = option(5.0, Float(ge=0), True)
+    crf_appearance_sigma_mm: tuple[float, float, float] = option((5.0, 5.0, 5.0),
+                                                                 Triple(float, gt=0), True)
+    crf_appearance_sigma_intensity: float = option(0.07, Float(gt=0), True)
 
 
 @dataclass

@@ -71,7 +71,7 @@ def test_wrong_type(write, minimal_yaml):
      "[training] exclude_fraction_for_validation: must be >= 0 and < 1, got 1.0"),
     ("network: {window_sampling: unifrom}",
      "[network] window_sampling: expected one of uniform, resize, balanced, weighted, patch, "
-     "got 'unifrom'; did you mean 'uniform'?"),
+     "multiview, multiscale, got 'unifrom'; did you mean 'uniform'?"),
 ])
 def test_out_of_range(write, line, expected, minimal_yaml):
     assert _error(write, minimal_yaml + line + "\n") == "configs/bad.yaml: " + expected

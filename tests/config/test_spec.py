@@ -12,7 +12,7 @@ def test_field_specs_carry_default_kind_and_support():
     assert specs["spatial_rank"].support is False
     assert field_specs(SystemConfig)["num_gpus"].support is True
     assert field_specs(NetworkConfig)["window_sampling"].support == (
-        "uniform", "weighted", "balanced", "resize")
+        "uniform", "weighted", "balanced", "resize", "multiview", "multiscale")
 
 
 def test_option_copies_mutable_defaults():

@@ -24,7 +24,7 @@ def test_supported_values_pass(write, minimal_yaml):
      "(supported: False)"),
     ("network: {window_sampling: patch}",
      "configs/bad.yaml: [network] window_sampling: not supported yet in niftykit 0.1 "
-     "(supported: uniform, weighted, balanced, resize)"),
+     "(supported: uniform, weighted, balanced, resize, multiview, multiscale)"),
     ("network: {keep_prob: 0.5}",
      "configs/bad.yaml: [network] keep_prob: not supported yet in niftykit 0.1 (supported: 1.0)"),
     ("network: {force_output_identity_resizing: true}",
