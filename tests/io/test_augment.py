@@ -566,3 +566,101 @@ def test_augmenter_shared_by_threads_keeps_windows_apart() -> None:
         assert out["location"].tolist() == list(box)
     copy = pickle.loads(pickle.dumps(augmenter))
     assert copy.window(volumes, orders, boxes[0])["label"].shape == (30, 30, 30, 1)
+
+
+# Order 0 and 1 are gathered from a table (a copied block, or the volume itself) with row numbers
+# summed in float32 and clipped coordinates: against scipy, a float32 coordinate map carries about
+# 1e-5 voxel of rounding, times an intensity gradient of at most ~1 per voxel here, so 1e-4 holds
+# with margin; nearest neighbour can flip only on such exact-tie rounding (kept under 1e-3).
+@pytest.mark.parametrize("shape", [(30, 28, 26), (70, 64, 60)], ids=["volume-table", "block-table"])
+@pytest.mark.parametrize("centre", [(20.0, 17.0, 15.0), (2.0, 40.0, -3.0)], ids=["inside", "across-edges"])
+def test_warp_matches_map_coordinates(centre: tuple[float, ...], shape: tuple[int, ...]) -> None:
+    volumes, _ = _volumes(shape, seed=3)
+    image, label = volumes["image"] * 10.0, volumes["label"].astype(np.uint8)
+    transform = SpatialTransform(np.diag([0.9, 1.1, 1.05]) @ _rotation(12.0), centre=np.array(centre))
+    out_image, out_label = np.empty((24, 20, 22, 1), np.float32), np.empty((24, 20, 22, 1), np.uint8)
+    warp([(image, 1, out_image), (label, 0, out_label)], transform, workspace=Workspace())
+    y = np.indices(out_image.shape[:3]).reshape(3, -1) - (np.array([23, 19, 21])[:, None] / 2.0)
+    grid = (transform.matrix @ y + np.array(centre)[:, None]).reshape(3, *out_image.shape[:3])
+    expected = ndi.map_coordinates(image[..., 0], grid, order=1, mode="nearest")
+    np.testing.assert_allclose(out_image[..., 0], expected, atol=1e-4)
+    nearest = ndi.map_coordinates(label[..., 0], grid, order=0, mode="nearest")
+    assert np.mean(out_label[..., 0] == nearest) > 0.999
+    assert np.ptp(out_image) > 1.0 and len(np.unique(out_label)) > 1
+
+
+def test_warp_row_numbers_stay_exact_past_two_to_the_24() -> None:
+    # 4097 x 4096 voxels: the table is the whole volume, and row 4096 * 4096 + 4095 is odd and
+    # above 2^24, so it is not a float32 number; the rows are then summed in float64.
+    volume = np.zeros((4097, 4096, 1), np.uint8)
+    corners = [(0, 0), (0, 4095), (4096, 0), (4096, 4095)]
+    for value, corner in enumerate(corners, 1):
+        volume[corner] = value
+    out = np.empty((2, 2, 1), np.uint8)
+    transform = SpatialTransform(np.diag([4096.0, 4095.0]), centre=np.array([2048.0, 2047.5]))
+    warp([(volume, 0, out)], transform, workspace=Workspace())
+    np.testing.assert_array_equal(out[..., 0], [[1, 2], [3, 4]])
+
+
+def test_blur_drops_only_taps_below_float32_resolution() -> None:
+    volume = np.random.default_rng(0).normal(size=(9, 10, 11)).astype(np.float32)
+    # sigma 0.15: scipy's side tap weighs exp(-1 / (2 * 0.15^2)) = 2e-10 of the centre: dropped
+    np.testing.assert_array_equal(blur(volume, (0.15, 0.0, 0.15)), volume)
+    np.testing.assert_allclose(blur(volume, (0.15, 0.0, 0.15)),
+                               ndi.gaussian_filter(volume, (0.15, 0.0, 0.15), mode="nearest"), atol=1e-8)
+    # sigma 0.18 (side tap 2e-7) and 0.2 (4e-6) keep it, as scipy does
+    for sigma in [(0.18, 0.2, 0.0), (0.0, 0.18, 0.2)]:
+        out = blur(volume, sigma)
+        assert not np.array_equal(out, volume)
+        np.testing.assert_allclose(out, ndi.gaussian_filter(volume, sigma, mode="nearest"), atol=1e-6)
+
+
+def test_warped_windows_start_on_64_byte_boundaries() -> None:
+    # tf.data wraps a 64-byte aligned array as a tensor in place; other arrays are copied first
+    volumes, orders = _volumes()
+    augmenter = Augmenter(rng=np.random.default_rng(0), rotation=(-10, 10), scaling=(-10, 10))
+    for box in [(2, 3, 4, 26, 27, 28), (-3, 1, 0, 14, 19, 21)]:
+        out = augmenter.window(volumes, orders, box)
+        for name in volumes:
+            assert out[name].ctypes.data % 64 == 0 and out[name].flags.c_contiguous, name
+
+
+def test_workspace_results_are_recycled_only_once_released() -> None:
+    workspace = Workspace(results=4)
+    first = workspace.result((8, 9, 10, 1), np.float32)
+    assert first.ctypes.data % 64 == 0 and first.flags.c_contiguous
+    address = first.ctypes.data
+    view = first[2:5, ..., 0]
+    del first
+    held = workspace.result((8, 9, 10, 1), np.float32)
+    assert held.ctypes.data != address  # a view of the first one still holds its memory
+    del view
+    reused = workspace.result((10, 9, 8, 1), np.float32)  # same size, nothing refers to the first
+    assert reused.ctypes.data == address and not np.shares_memory(reused, held)
+
+
+def test_windows_kept_by_the_caller_are_never_overwritten() -> None:
+    volumes, orders = _volumes()
+    augmenter = Augmenter(rng=np.random.default_rng(1), rotation=(-20, 20), scaling=(-10, 10))
+    kept = [augmenter.window(volumes, orders, (i, 2, 3, i + 20, 22, 23)) for i in range(4)]
+    copies = [{k: v.copy() for k, v in window.items()} for window in kept]
+    for i in range(12):
+        augmenter.window(volumes, orders, (i, 1, 1, i + 20, 21, 21))
+    for window, copy in zip(kept, copies):
+        for name in copy:
+            np.testing.assert_array_equal(window[name], copy[name])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_integer_images_are_blurred_without_wrapping_around(dtype: type) -> None:
+    # the anti-aliasing blur reads the volume itself: sums of two bright integer voxels must not
+    # wrap in the integer type (200 + 200 in uint8)
+    rng = np.random.default_rng(3)
+    image = rng.integers(180, 250, size=(30, 28, 26, 1)).astype(dtype)
+    kwargs = {"scaling": (-25.0, -25.0), "rotation_z": (10.0, 10.0)}
+    box = (4, 3, 2, 24, 23, 22)
+    out = _augment_window({"v": image}, {"v": 1}, box, **kwargs)["v"]
+    reference = _augment_window({"v": image.astype(np.float32)}, {"v": 1}, box, **kwargs)["v"]
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out.astype(np.float32), np.rint(reference), atol=1.0)
+    assert out.min() >= 150
