@@ -3,8 +3,12 @@
 A :class:`Geometry` is planned once per subject from one header
 (:func:`plan_geometry`), applied to each of the subject's sources with that
 source's own interpolation order (:func:`apply_geometry`), and inverted on the
-network's output (:func:`invert_geometry`). Three steps, in this order:
+network's output (:func:`invert_geometry`). Four steps, in this order:
 
+0. **Crop** to a box ``[start, stop)`` of the file's voxel grid (``crop_box_file``,
+   :mod:`niftykit.io.crop`; e.g. the rib-cage box of Gibson et al.), before anything else:
+   a slice, so exact, with the affine moved to the box's first voxel. Undone by padding
+   the output back to the file's grid with a fill value per channel (0 for labels).
 1. **Reorient** to ``axcodes`` (e.g. ``("R", "A", "S")``): a transpose and flips
    of the voxel axes chosen by :mod:`nibabel.orientations`, so exact (no
    interpolation); array and affine equal nibabel's ``as_reoriented``.
@@ -34,10 +38,11 @@ import numpy as np
 from nibabel import orientations as ornts
 from scipy import ndimage
 
-from niftykit.io.padding import PAD_MODES, crop_array, pad_array, pad_widths
+from niftykit.io.padding import PAD_MODES, crop_array, pad_array, pad_channels, pad_widths
 from niftykit.typing import Shape3
 
-__all__ = ["Geometry", "plan_geometry", "apply_geometry", "invert_geometry", "orientation_codes"]
+__all__ = ["Geometry", "plan_geometry", "apply_geometry", "invert_geometry", "crop_volume",
+           "orientation_codes"]
 
 #: Target spacings within this many mm of the current spacing do not resample.
 SPACING_ATOL_MM = 1e-6
@@ -63,12 +68,14 @@ class Geometry:
     Attributes:
         original_shape: ``(x, y, z)`` voxels of the file.
         original_affine: ``(4, 4)`` voxel-to-mm affine of the file.
-        ornt: ``(3, 2)`` nibabel orientation transform applied first
+        ornt: ``(3, 2)`` nibabel orientation transform applied after the crop
             (identity when no ``axcodes``).
         resampled_shape: ``(x, y, z)`` after reorientation and resampling.
         resampled_affine: ``(4, 4)`` affine after reorientation and resampling.
         pad_before: voxels of padding before each axis.
         pad_after: voxels of padding after each axis.
+        crop_before: voxels of the file cropped away before each axis (the box's start).
+        crop_after: voxels of the file cropped away after each axis (size − the box's stop).
     """
 
     original_shape: Shape3
@@ -78,9 +85,12 @@ class Geometry:
     resampled_affine: np.ndarray
     pad_before: Shape3 = (0, 0, 0)
     pad_after: Shape3 = (0, 0, 0)
+    crop_before: Shape3 = (0, 0, 0)
+    crop_after: Shape3 = (0, 0, 0)
 
     def __post_init__(self) -> None:
-        for name in ("original_shape", "resampled_shape", "pad_before", "pad_after"):
+        for name in ("original_shape", "resampled_shape", "pad_before", "pad_after", "crop_before",
+                     "crop_after"):
             object.__setattr__(self, name, _shape3(getattr(self, name)))
         for name, shape in (("original_affine", (4, 4)), ("ornt", (3, 2)), ("resampled_affine", (4, 4))):
             value = np.array(getattr(self, name), dtype=np.float64)
@@ -90,14 +100,36 @@ class Geometry:
             object.__setattr__(self, name, value)
 
     @property
+    def crops(self) -> bool:
+        """Whether the plan starts with a crop."""
+        return any(self.crop_before) or any(self.crop_after)
+
+    @property
+    def cropped_shape(self) -> Shape3:
+        """``(x, y, z)`` of the crop box (the file's shape without a crop)."""
+        return _shape3(np.subtract(self.original_shape, self.crop_before) - np.array(self.crop_after))
+
+    @property
+    def cropped_affine(self) -> np.ndarray:
+        """``(4, 4)`` affine of the crop box: voxel 0 is the file's voxel ``crop_before``."""
+        return _shifted(self.original_affine, self.crop_before)
+
+    def after_crop(self) -> "Geometry":
+        """The rest of the plan, from the crop box's grid on (``self`` when it does not crop)."""
+        if not self.crops:
+            return self
+        return Geometry(self.cropped_shape, self.cropped_affine, self.ornt, self.resampled_shape,
+                        self.resampled_affine, self.pad_before, self.pad_after)
+
+    @property
     def reoriented_shape(self) -> Shape3:
-        """``(x, y, z)`` after reorientation only."""
-        return _reoriented_shape(self.original_shape, self.ornt)
+        """``(x, y, z)`` after the crop and reorientation."""
+        return _reoriented_shape(self.cropped_shape, self.ornt)
 
     @property
     def reoriented_affine(self) -> np.ndarray:
-        """``(4, 4)`` affine after reorientation only (as nibabel's ``as_reoriented``)."""
-        return self.original_affine @ ornts.inv_ornt_aff(self.ornt, self.original_shape)
+        """``(4, 4)`` affine after the crop and reorientation (as nibabel's ``as_reoriented``)."""
+        return self.cropped_affine @ ornts.inv_ornt_aff(self.ornt, self.cropped_shape)
 
     @property
     def resamples(self) -> bool:
@@ -114,9 +146,14 @@ class Geometry:
     @property
     def affine(self) -> np.ndarray:
         """``(4, 4)`` affine of the final grid: voxel 0 lies ``pad_before`` voxels before the resampled one."""
-        shift = np.eye(4)
-        shift[:3, 3] = -np.asarray(self.pad_before, dtype=np.float64)
-        return self.resampled_affine @ shift
+        return _shifted(self.resampled_affine, -np.asarray(self.pad_before))
+
+
+def _shifted(affine: np.ndarray, voxels: Sequence[float]) -> np.ndarray:
+    """The affine of the grid whose voxel 0 is ``affine``'s voxel ``voxels``."""
+    shift = np.eye(4)
+    shift[:3, 3] = np.asarray(voxels, dtype=np.float64)
+    return affine @ shift
 
 
 def orientation_codes(affine: np.ndarray) -> tuple[str, str, str]:
@@ -187,13 +224,16 @@ def plan_geometry(
     pixdim: float | Sequence[float] | None = None,
     padding: int | Sequence[int] = (0, 0, 0),
     pad_to: int | Sequence[int] = (0, 0, 0),
+    crop: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> Geometry:
-    """Plan reorientation, resampling and padding for one subject from its header.
+    """Plan a crop, reorientation, resampling and padding for one subject from its header.
 
     Args:
         shape: ``(x, y, z)`` voxels of the file; ``(x, y)`` means one slice, and
             values after z (e.g. channels) are ignored.
         affine: ``(4, 4)`` voxel-to-RAS+ mm affine of the file.
+        crop: ``(start, stop)``, the half-open voxel box ``[start, stop)`` of the file's axes
+            0, 1, 2 kept before the other steps; None keeps the whole file.
         axcodes: target orientation, e.g. ``("R", "A", "S")``; None keeps the file's axes.
         pixdim: target spacing in mm along the reoriented x, y, z (one value: isotropic;
             two values for a 2-D image); None, or within 1e-6 mm of the current spacing, does not resample.
@@ -204,19 +244,49 @@ def plan_geometry(
         The :class:`Geometry`.
 
     Raises:
-        ValueError: bad axcodes, a non-positive pixdim, negative padding or a degenerate affine.
+        ValueError: bad axcodes, a non-positive pixdim, negative padding, a degenerate affine or
+            a crop box that is empty or not inside the file's grid.
     """
     original = _shape3((tuple(shape) + (1, 1))[:3])
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise ValueError(f"affine must be a finite (4, 4) matrix, got {affine!r}")
-    ornt = _orientation(original, affine, axcodes)
-    new_shape = _reoriented_shape(original, ornt)
-    new_affine = affine @ ornts.inv_ornt_aff(ornt, original)  # as nibabel's as_reoriented
+    cut_before, cut_after = _crop_widths(original, crop)
+    cropped = _shape3(np.subtract(original, cut_before) - np.array(cut_after))
+    cropped_affine = _shifted(affine, cut_before)
+    ornt = _orientation(cropped, cropped_affine, axcodes)
+    new_shape = _reoriented_shape(cropped, ornt)
+    new_affine = cropped_affine @ ornts.inv_ornt_aff(ornt, cropped)  # as nibabel's as_reoriented
     if pixdim is not None:
         new_shape, new_affine = _resampled_grid(new_shape, new_affine, _target_spacing(pixdim, new_shape))
     before, after = pad_widths(new_shape, padding, pad_to)
-    return Geometry(original, affine, ornt, new_shape, new_affine, before, after)
+    return Geometry(original, affine, ornt, new_shape, new_affine, before, after, cut_before, cut_after)
+
+
+def _crop_widths(shape: Shape3, crop: tuple[Sequence[int], Sequence[int]] | None) -> tuple[Shape3, Shape3]:
+    """Voxels cut before and after each axis by the box ``crop = (start, stop)``."""
+    if crop is None:
+        return (0, 0, 0), (0, 0, 0)
+    start, stop = (tuple(int(v) for v in bound) for bound in crop)
+    if len(start) != 3 or len(stop) != 3 or any(
+            a < 0 or b > n or a >= b for a, b, n in zip(start, stop, shape)):
+        raise ValueError(f"crop box {list(start)}:{list(stop)} must satisfy 0 <= start < stop <= size "
+                         f"along each axis of a {'x'.join(map(str, shape))} grid")
+    return _shape3(start), _shape3(np.subtract(shape, stop))
+
+
+def crop_volume(array: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The plan's crop of a ``(x, y, z, channels)`` array on the file's grid (a view, or ``array``).
+
+    Raises:
+        ValueError: the array is not on the plan's file grid.
+    """
+    if tuple(array.shape[:3]) != geometry.original_shape:
+        raise ValueError(f"array must be (x, y, z, channels) with (x, y, z) == {geometry.original_shape}, "
+                         f"got {array.shape}")
+    if not geometry.crops:
+        return array
+    return crop_array(array, geometry.crop_before, geometry.crop_after)
 
 
 def _check_array(array: np.ndarray, shape: Shape3, order: int, what: str) -> None:
@@ -273,30 +343,35 @@ def apply_geometry(array: np.ndarray, geometry: Geometry, order: int, pad_mode: 
     _check_array(array, geometry.original_shape, order, "array")
     if pad_mode not in PAD_MODES:
         raise ValueError(f"unknown volume_padding_mode {pad_mode!r}; use one of {', '.join(PAD_MODES)}")
-    out = ornts.apply_orientation(array, geometry.ornt)
+    out = ornts.apply_orientation(crop_volume(array, geometry), geometry.ornt)
     if geometry.resamples:
         out = _resample(out, geometry.reoriented_affine, geometry.resampled_affine, geometry.resampled_shape, order)
     out = pad_array(out, geometry.pad_before, geometry.pad_after, pad_mode)
     return _new_array(out, array)
 
 
-def invert_geometry(array: np.ndarray, geometry: Geometry, order: int) -> np.ndarray:
+def invert_geometry(array: np.ndarray, geometry: Geometry, order: int,
+                    fill: float | Sequence[float] = 0) -> np.ndarray:
     """Bring an array on the network's grid back onto the file's grid.
 
     Crops the padding, resamples back onto the reoriented file grid (when the
-    plan resamples) and undoes the reorientation exactly.
+    plan resamples), undoes the reorientation exactly and, when the plan crops,
+    pads the result back to the file's grid with ``fill``.
 
     Args:
         array: ``geometry.shape + (channels,)``, e.g. a network output.
         geometry: the plan the input was prepared with.
         order: spline order: 0 for labels, 1 for probabilities.
+        fill: the value outside the crop box, one for all channels or one per channel
+            (e.g. ``[1, 0, ..., 0]`` for class probabilities: background outside).
 
     Returns:
         A new C-contiguous ``geometry.original_shape + (channels,)`` array, same
         dtype, on ``geometry.original_affine``.
 
     Raises:
-        ValueError: wrong shape, order outside 0-3 or order > 0 for an integer array.
+        ValueError: wrong shape, order outside 0-3, order > 0 for an integer array, or a
+            ``fill`` that is neither one value nor one per channel.
     """
     _check_array(array, geometry.shape, order, "array")
     out = crop_array(array, geometry.pad_before, geometry.pad_after)
@@ -304,7 +379,10 @@ def invert_geometry(array: np.ndarray, geometry: Geometry, order: int) -> np.nda
         out = _resample(out, geometry.resampled_affine, geometry.reoriented_affine, geometry.reoriented_shape, order)
     inverse = np.zeros((3, 2))
     inverse[geometry.ornt[:, 0].astype(int)] = np.column_stack([np.arange(3), geometry.ornt[:, 1]])
-    return _new_array(ornts.apply_orientation(out, inverse), array)
+    out = ornts.apply_orientation(out, inverse)
+    if geometry.crops:
+        out = pad_channels(out, geometry.crop_before, geometry.crop_after, fill)
+    return _new_array(out, array)
 
 
 def _new_array(result: np.ndarray, source: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Padding is planned once per subject (:func:`pad_widths`), applied to every
 source with :func:`pad_array` and undone on network outputs with
-:func:`crop_array`. Sizes are in voxels along ``(x, y, z)``; an axis of size 1
+:func:`crop_array`. A crop box (``crop_box_file``) is the reverse: :func:`crop_array`
+cuts it out of the file's grid and :func:`pad_channels` puts network outputs back,
+with a constant per channel outside. Sizes are in voxels along ``(x, y, z)``; an axis of size 1
 (the slice axis of a 2-D image) is never padded, so a 2-D image stays 2-D.
 
 ``volume_padding_mode`` takes :func:`numpy.pad` modes, as in NiftyNet:
@@ -18,7 +20,7 @@ import numpy as np
 
 from niftykit.typing import Shape3
 
-__all__ = ["PAD_MODES", "pad_widths", "pad_array", "crop_array"]
+__all__ = ["PAD_MODES", "pad_widths", "pad_array", "pad_channels", "crop_array"]
 
 #: :func:`numpy.pad` modes accepted as ``volume_padding_mode`` (``"empty"`` would leave garbage).
 PAD_MODES = (
@@ -119,3 +121,32 @@ def crop_array(array: np.ndarray, before: Sequence[int], after: Sequence[int]) -
         raise ValueError(f"cannot crop {tuple(before)} + {tuple(after)} voxels from an array of shape {array.shape}")
     index = tuple(slice(int(b), n - int(a)) for b, a, n in zip(before, after, array.shape))
     return array[index]
+
+
+def pad_channels(array: np.ndarray, before: Sequence[int], after: Sequence[int],
+                 fill: float | Sequence[float] = 0) -> np.ndarray:
+    """Pad the spatial axes of a ``(x, y, z, channels)`` array with a constant per channel.
+
+    Args:
+        array: ``(x, y, z, channels)`` volume.
+        before: voxels added before each spatial axis.
+        after: voxels added after each spatial axis.
+        fill: the value of the added voxels, one for all channels or one per channel
+            (e.g. ``[1, 0, ..., 0]``: class probabilities that are background there).
+
+    Returns:
+        A new C-contiguous ``(x + before + after, ..., channels)`` array of ``array``'s dtype.
+
+    Raises:
+        ValueError: ``fill`` is neither one value nor one per channel, or a width is negative.
+    """
+    values = np.atleast_1d(np.asarray(fill, dtype=np.float64))
+    if values.ndim != 1 or values.size not in (1, array.shape[3]):
+        raise ValueError(f"fill needs one value or one per channel ({array.shape[3]}), got {fill!r}")
+    if any(int(w) < 0 for w in (*before, *after)):
+        raise ValueError(f"cannot pad by negative widths {tuple(before)} + {tuple(after)}")
+    shape = tuple(int(n) + int(b) + int(a) for n, b, a in zip(array.shape[:3], before, after))
+    out = np.empty(shape + array.shape[3:], dtype=array.dtype)
+    out[...] = values.astype(array.dtype)
+    out[tuple(slice(int(b), int(b) + n) for b, n in zip(before, array.shape[:3]))] = array
+    return out

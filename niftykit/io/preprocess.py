@@ -6,10 +6,11 @@ subjects (Nyúl landmarks, the label mapping). For each subject it
 
 1. reads every source (NaN/Inf replaced only when ``replace_nonfinite`` says so)
    and checks they share one grid (within ``grid_tolerance_mm``);
-2. plans the geometry once from the header (reorient to ``axcodes``,
-   resample to ``pixdim``, pad) and applies it to each source with its own
-   interpolation order (labels: nearest);
-3. transforms intensities per channel on the file's grid: CT window,
+2. plans the geometry once from the header (crop to the subject's box from
+   ``crop_box_file``, reorient to ``axcodes``, resample to ``pixdim``, pad) and
+   applies it to each source with its own interpolation order (labels: nearest);
+   the crop comes first, so everything below sees the box only;
+3. transforms intensities per channel on the file's grid (the box): CT window,
    percentile clipping, Nyúl standardisation, whitening (optionally inside a
    foreground mask), so statistics never include padding;
 4. maps label codes to 0..K−1 (``label_normalisation``) or checks they lie
@@ -19,13 +20,14 @@ Steps 3–4 run before the geometry of step 2 is applied (one resampling and
 padding per volume, images with their ``interp_order``, labels nearest).
 
 :meth:`Preprocessor.restore` undoes 4 and 2 for a network output, so what is
-written lies on the input file's exact grid, with the input's label codes.
+written lies on the input file's exact grid, with the input's label codes (outside a
+crop box: label 0, or class probabilities that say background).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -33,8 +35,9 @@ import numpy as np
 from nibabel import orientations as ornts
 
 from niftykit.errors import DataError
+from niftykit.io.crop import CropBox, CropBoxes, read_crop_boxes
 from niftykit.io.discovery import Subject
-from niftykit.io.geometry import Geometry, apply_geometry, invert_geometry, plan_geometry
+from niftykit.io.geometry import Geometry, apply_geometry, crop_volume, invert_geometry, plan_geometry
 from niftykit.io.histogram import HistogramStandardiser
 from niftykit.io.image import Image, check_same_grid, read_image
 from niftykit.io.intensity import (
@@ -62,6 +65,9 @@ class SourceSettings:
         ct_window: clip to ``(low, high)`` (e.g. HU) and rescale to [0, 1].
         percentile_clip: clip each channel to these percentiles (0–100).
         replace_nonfinite: value replacing NaN/Inf voxels; None makes them an error.
+        crop_box_file: CSV of per-subject voxel boxes (:mod:`niftykit.io.crop`) that every
+            source of a subject is cropped to first; the sources that name one must name
+            the same file.
     """
 
     name: str
@@ -69,6 +75,7 @@ class SourceSettings:
     ct_window: Optional[Tuple[float, float]] = None
     percentile_clip: Optional[Tuple[float, float]] = None
     replace_nonfinite: Optional[float] = None
+    crop_box_file: Optional[Path] = None
 
 
 @dataclass
@@ -79,7 +86,8 @@ class Prepared:
         volumes: ``"image"`` → ``(x, y, z, c)`` float32; ``"label"`` → ``(x, y, z, 1)`` class
             indices (uint8 up to 256 classes, else int32).
         geometry: the plan from the file's grid to the volumes' grid.
-        source: the first image source as read (its path and affine name the output's grid).
+        source: the first image source as read, uncropped (its path and affine name the
+            output's grid).
     """
 
     volumes: Dict[str, np.ndarray]
@@ -123,23 +131,75 @@ class Preprocessor:
     histogram: Optional[HistogramStandardiser] = None
     label_mapping: Optional[LabelMapping] = None
     grid_tolerance_mm: float = 1e-3
+    _crop_boxes: Optional[CropBoxes] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _ = self.crop_box_file  # raises DataError when two sources name different box files
 
     # -- reading ----------------------------------------------------------------
     def read_source(self, path: Path, settings: SourceSettings, kind: str = "image") -> Image:
         """One file, with NaN/Inf handled as the source's settings say."""
         return read_image(path, kind, nonfinite=settings.replace_nonfinite)
 
-    def read_images(self, subject: Subject) -> List[Image]:
-        """The subject's image sources as read, checked to share one grid."""
+    def _read_files(self, subject: Subject) -> List[Image]:
+        """The subject's image sources as stored, checked to share one grid."""
         images = [self.read_source(subject.paths[s.name], s) for s in self.images]
         for other in images[1:]:
             check_same_grid(images[0], other, atol=self.grid_tolerance_mm)
         return images
 
-    def plan(self, image: Image) -> Geometry:
-        """The geometry plan of a subject, from its first image's header."""
+    def read_images(self, subject: Subject) -> List[Image]:
+        """The subject's image sources as the intensity steps see them: read, checked to
+        share one grid, and cropped to the subject's box (array and affine) if there is one."""
+        images = self._read_files(subject)
+        box = self.crop_box(subject, images[0])
+        if box is None:
+            return images
+        cut = tuple(slice(a, b) for a, b in zip(box.start, box.stop))
+        shift = np.eye(4)
+        shift[:3, 3] = box.start
+        return [Image(np.ascontiguousarray(image.array[cut]), image.affine @ shift, image.path,
+                      image.xform_codes) for image in images]
+
+    @property
+    def crop_box_file(self) -> Optional[Path]:
+        """The one ``crop_box_file`` of the subject's sources, or None.
+
+        Raises:
+            DataError: two sources name different files.
+        """
+        named = [(s.name, Path(s.crop_box_file)) for s in (*self.images, self.label, self.sampler)
+                 if s is not None and s.crop_box_file is not None]
+        for name, path in named[1:]:
+            if path != named[0][1]:
+                raise DataError(f"[inputs.{name}] crop_box_file: {path} differs from "
+                                f"[inputs.{named[0][0]}] ({named[0][1]}); a subject's sources "
+                                "share one box: name the file once, or the same file")
+        return named[0][1] if named else None
+
+    def crop_box(self, subject: Subject, image: Image) -> Optional[CropBox]:
+        """The subject's box from ``crop_box_file`` (None without one), checked against ``image``.
+
+        Raises:
+            DataError: the file is unreadable, has no row for the subject, or the box does not
+                lie inside the image.
+        """
+        path = self.crop_box_file
+        if path is None:
+            return None
+        if self._crop_boxes is None or self._crop_boxes.path != path:
+            self._crop_boxes = read_crop_boxes(path)
+        box = self._crop_boxes.find(subject.id, where=str(image.path or subject.id))
+        box.check(image.spatial_shape, f"{image.path} (subject '{subject.id}', {path})")
+        return box
+
+    def plan(self, image: Image, subject: Optional[Subject] = None) -> Geometry:
+        """The geometry plan of a subject, from its first image's header (and its crop box,
+        when ``subject`` is given and a ``crop_box_file`` is set)."""
+        box = self.crop_box(subject, image) if subject is not None else None
         return plan_geometry(image.spatial_shape, image.affine, axcodes=self.axcodes,
-                             pixdim=self.pixdim, padding=self.padding, pad_to=self.pad_to)
+                             pixdim=self.pixdim, padding=self.padding, pad_to=self.pad_to,
+                             crop=None if box is None else (box.start, box.stop))
 
     # -- intensities ----------------------------------------------------------------
     @property
@@ -209,20 +269,24 @@ class Preprocessor:
     def __call__(self, subject: Subject, with_label: bool = True) -> Prepared:
         """Read and preprocess one subject.
 
-        Intensities are transformed on the file's grid (statistics over the
-        real voxels, not over padding), then the geometry plan moves every
-        volume to the network's grid in one resampling.
+        The crop box (if any) is cut first; intensities are transformed on the
+        file's grid (statistics over the real voxels in the box, not over
+        padding), then the geometry plan moves every volume to the network's
+        grid in one resampling.
         """
-        images = self.read_images(subject)
-        geometry = self.plan(images[0])
-        volumes = {"image": self._image_volume([image.array for image in images], geometry)}
+        images = self._read_files(subject)
+        geometry = self.plan(images[0], subject)
+        rest = geometry.after_crop()
+        arrays = [crop_volume(image.array, geometry) for image in images]
+        volumes = {"image": self._image_volume(arrays, rest)}
         if with_label and self.label is not None:
             label = self.read_source(subject.paths[self.label.name], self.label, "label")
             check_same_grid(images[0], label, atol=self.grid_tolerance_mm)
             if label.num_channels != 1:
                 raise DataError(f"{label.path}: a label map has one channel, got {label.num_channels}")
-            volumes["label"] = apply_geometry(_compact(self._labels(label), self.num_classes),
-                                              geometry, 0, "constant")
+            cropped = Image(crop_volume(label.array, geometry), geometry.cropped_affine, label.path)
+            volumes["label"] = apply_geometry(_compact(self._labels(cropped), self.num_classes),
+                                              rest, 0, "constant")
         if with_label and self.sampler is not None:
             volumes["sampler"] = self._sampling_map(subject, images[0], geometry)
         return Prepared(volumes=volumes, geometry=geometry, source=images[0])
@@ -238,7 +302,8 @@ class Preprocessor:
                             f"got {sampling.num_channels}")
         return apply_geometry(sampling.array, geometry, max(settings.interp_order, 0), "constant")
 
-    def restore(self, output: np.ndarray, geometry: Geometry, *, labels: bool) -> np.ndarray:
+    def restore(self, output: np.ndarray, geometry: Geometry, *, labels: bool,
+                fill: Optional[Sequence[float]] = None) -> np.ndarray:
         """A network output on the volumes' grid → the input file's grid.
 
         Args:
@@ -246,9 +311,16 @@ class Preprocessor:
             geometry: the subject's plan.
             labels: indices (nearest, then mapped back to the input's codes) or
                 continuous values such as probabilities (linear).
+            fill: the values outside the subject's crop box (one, or one per channel).
+                By default class 0 for ``labels``; for values, ``[1, 0, ..., 0]`` (background
+                probability 1) when the output has ``num_classes`` channels and the
+                preprocessing has a label source (a segmentation), else 0.
         """
         array = output[..., None] if output.ndim == 3 else output
-        restored = invert_geometry(array, geometry, 0 if labels else 1)
+        if fill is None:
+            segmenting = self.label is not None and array.shape[-1] == self.num_classes > 1
+            fill = np.eye(array.shape[-1])[0] if segmenting and not labels else [0.0]
+        restored = invert_geometry(array, geometry, 0 if labels else 1, fill)
         if labels:
             restored = restored[..., 0]
             if self.label_mapping is not None:
