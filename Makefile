@@ -9,10 +9,12 @@ BENCH_VENV ?= .venv-bench
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean help
+.PHONY: install test demo quickstart bench clean help
 
 help:
-	@echo "make demo   - install into $(VENV) and run the quickstart (train, infer, evaluate) on generated data"
+	@echo "make demo   - install into $(VENV) and run the abdominal CT reproduction, CPU-sized (about 10 min):"
+	@echo "              phantoms, dense V-network training, inference, evaluation, per-organ table, report"
+	@echo "make quickstart - the 20-second tour: a small U-Net on generated balls and boxes"
 	@echo "make test   - install into $(VENV) and run the test suite"
 	@echo "make bench  - install the peers (MONAI, TorchIO, torch CPU) into $(BENCH_VENV) and run benchmarks/"
 	@echo "              (make bench BENCH_ARGS=--record appends the run to benchmarks/RESULTS.md)"
@@ -29,6 +31,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
+	$(PY) demos/abdominal_ct/run_demo.py
+
+quickstart: $(STAMP)
 	$(PY) demos/quickstart.py
 
 bench:

@@ -123,6 +123,10 @@ class BaseApplication:
         ref = Path(self.config.network.histogram_ref_file)
         if ref.exists():
             digest.update(ref.read_bytes())
+        for box_file in sorted({str(s.crop_box_file) for s in self.config.inputs.values()
+                                if s.crop_box_file is not None}):
+            if Path(box_file).is_file():  # an edited box re-crops the subject
+                digest.update(Path(box_file).read_bytes())
         return f"{subject.id}-{digest.hexdigest()[:16]}"
 
     def make_sampler(self, rng: np.random.Generator,

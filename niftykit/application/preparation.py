@@ -29,7 +29,8 @@ def _settings(config: Any, name: str) -> SourceSettings:
     section = config.inputs[name]
     return SourceSettings(name=name, interp_order=section.interp_order,
                           ct_window=section.ct_window, percentile_clip=section.percentile_clip,
-                          replace_nonfinite=section.replace_nonfinite)
+                          replace_nonfinite=section.replace_nonfinite,
+                          crop_box_file=section.crop_box_file)
 
 
 def _geometry(config: Any, names: Sequence[str]) -> Tuple[Any, Any]:

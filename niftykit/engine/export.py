@@ -152,11 +152,21 @@ def _write_columns(config: Config, folder: Path) -> None:
                       header=["subject_id", *table.columns], overwrite=True)
 
 
-def _saved_model(model: Any, tf: Any, channels: int, path: Path) -> None:
+def _served_window(app: Any) -> Tuple[Optional[int], ...]:
+    """The SavedModel's spatial input sizes: any (None) unless the network is built for
+    one window shape (``fixed_window``, e.g. ``dense_vnet``), then its inference window."""
+    if not getattr(app.network_class(), "fixed_window", False):
+        return (None, None, None)
+    window = tuple(app.config.inference.spatial_window_size or ()) or app.training_window()
+    return tuple(int(n) if n > 0 else None for n in window)
+
+
+def _saved_model(model: Any, tf: Any, channels: int, path: Path,
+                 window: Sequence[Optional[int]] = (None, None, None)) -> None:
     import keras
     archive = keras.export.ExportArchive()
     archive.track(model)
-    spec = tf.TensorSpec([None, None, None, None, channels], tf.float32, name="image")
+    spec = tf.TensorSpec([None, *window, channels], tf.float32, name="image")
     archive.add_endpoint("serve", lambda image: tf.cast(model(image, training=False), tf.float32),
                          input_signature=[spec])
     archive.write_out(str(path), verbose=False)
@@ -226,7 +236,7 @@ def export(app: Any, out: Optional[Path] = None, *, iteration: Optional[Iteratio
     tmp.mkdir()
     try:
         model.save(tmp / MODEL_FILE)
-        _saved_model(model, tf, channels, tmp / SAVED_MODEL)
+        _saved_model(model, tf, channels, tmp / SAVED_MODEL, _served_window(app))
         write_text(tmp / CONFIG_FILE, _neutral_config(cfg))
         if reference is not None:
             shutil.copyfile(reference, tmp / REFERENCE_FILE)

@@ -78,9 +78,14 @@ class Predictor:
     def __init__(self, app: Any, tf: Any, model: Any = None) -> None:
         self.app, self.tf, self.model = app, tf, model
         self.iteration: Optional[int] = None
-        self._forward: Any = None
+        self._forward: Dict[Tuple[int, ...], Any] = {}
 
-    def _build(self, windows: np.ndarray) -> None:
+    def _build(self, windows: np.ndarray) -> Any:
+        """The traced forward pass for windows of this shape (batch size free).
+
+        One trace per window shape: some networks (``fixed_window``) need static
+        spatial sizes, and a run uses one or two shapes at most.
+        """
         tf, cfg = self.tf, self.app.config
         if self.model is None:
             self.model, self.iteration = restore_network(
@@ -88,17 +93,18 @@ class Predictor:
             log.info("network %s restored from the checkpoint of iteration %d",
                      cfg.network.name, self.iteration)
         model = self.model
-        spec = tf.TensorSpec([None, None, None, None, windows.shape[-1]], tf.float32)
+        spec = tf.TensorSpec([None, *windows.shape[1:]], tf.float32)
 
         @tf.function(input_signature=[spec])
         def forward(batch: Any) -> Any:
             return tf.cast(model(batch, training=False), tf.float32)
-        self._forward = forward
+        return forward
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        if self._forward is None:
-            self._build(windows)
-        return self._forward(windows).numpy()
+        key = tuple(int(n) for n in windows.shape[1:])
+        if key not in self._forward:
+            self._forward[key] = self._build(windows)
+        return self._forward[key](windows).numpy()
 
 
 def _check_writable(folder: Path) -> None:

@@ -65,6 +65,10 @@ class BaseNet(keras.Model):
     #: ``"voxels"``: one output per voxel (segmentation, voxel-wise regression);
     #: ``"vector"``: one output vector per window (classification, per-image regression).
     output_kind = "voxels"
+    #: True when the network is built for one spatial window shape (static sizes inside
+    #: ``call``: resizes to the input's grid, coordinate channels); its SavedModel then
+    #: serves that window shape only, and inference traces it per window shape.
+    fixed_window = False
 
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:

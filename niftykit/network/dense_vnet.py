@@ -326,6 +326,10 @@ class DenseVNet(BaseNet):
         ValueError: if the per-stack lists disagree in length or a value is out of range.
     """
 
+    #: ``call`` resizes to the input's static grid (skip maps, prior, output) and builds
+    #: coordinate channels from it: one spatial shape per traced function.
+    fixed_window = True
+
     def __init__(self, num_classes: int, n_initial_conv_channels: int = 24,
                  initial_kernel_size: int = 5,
                  n_dense_channels: Sequence[int] = _DEFAULT_DENSE,

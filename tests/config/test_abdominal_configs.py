@@ -73,3 +73,13 @@ def test_every_setting_is_supported_and_the_window_fits(config):
     network = NETWORKS.get(config.network.name)
     assert not window_error(network, (144, 144, 144), config.network.params)
     assert not window_error(network, (80, 80, 80), config.network.params)   # the demo's window
+
+
+def test_the_crop_box_file_reaches_the_preprocessing(config):
+    from niftykit.application import APPLICATIONS
+    from niftykit.application.preparation import build_preprocessor
+
+    app = APPLICATIONS.get(config.application)(config)
+    pre = build_preprocessor(config, app.task, config.task.num_classes)
+    assert pre.crop_box_file == CONFIGS.parent / "runs/abdominal/data/cropping.csv"
+    assert [s.crop_box_file for s in (*pre.images, pre.label)] == [pre.crop_box_file] * 2

@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-# the demo, from tests/test_abdominal_demo.py or from beside it (demos/abdominal_ct/)
 DEMO = next(folder / "demos" / "abdominal_ct" / "run_demo.py" for folder in Path(__file__).resolve().parents
             if (folder / "demos" / "abdominal_ct" / "run_demo.py").exists())
 
@@ -45,6 +44,8 @@ def test_the_demo_runs_every_step_and_prints_the_table(run):
     rows = list(csv.DictReader((out / "model" / "evaluation" / "evaluation.csv").open()))
     assert {row["label"] for row in rows} == {"1", "3", "4", "5", "6", "7", "11", "14"}
     assert {"dice", "hausdorff95", "average_distance"} <= set(rows[0])
+    report = out / "model" / "report" / "index.html"
+    assert report.is_file() and "report:" in text and str(report) in text
 
 
 def test_outputs_lie_on_the_ct_grid_and_are_background_outside_the_crop_box(run):
