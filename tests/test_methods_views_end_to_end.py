@@ -8,6 +8,7 @@ chance by construction, the ALL (three views) one sees the vessels' length.
 import csv
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -107,8 +108,8 @@ def test_multiscale_classification(nodules, tmp_path):
 
 
 def test_multiscale_segmentation_trains(tmp_path, config_args, capsys):
-    """Labels from the finest window, balanced centres; inference stops with one line
-    until segmentation's grid is BaseApplication.grid_sampler."""
+    """Labels from the finest window, balanced centres; inference cuts the same
+    multi-scale windows on its grid and writes labels on the input's grid."""
     data = tmp_path / "data"
     make_shapes(data, n_subjects=4, shape=(16, 16, 16), seed=1)
     extra = ("--max_iter", "2", "--set", "training.validation_every_n=-1",
@@ -119,8 +120,16 @@ def test_multiscale_segmentation_trains(tmp_path, config_args, capsys):
              "--set", "inference.spatial_window_size=[8,8,8]")
     assert main(["train", *config_args(data, tmp_path / "model", *extra)]) == 0
     assert "image': [8, 8, 8, 3]" in capsys.readouterr().out
-    assert main(["infer", *config_args(data, tmp_path / "model", *extra)]) == 2
-    assert "multiscale: segmentation inference does not cut multi-scale windows yet" in capsys.readouterr().err
+    assert main(["infer", *config_args(data, tmp_path / "model", *extra)]) == 0
+    outputs = sorted((tmp_path / "model" / "segmentation").glob("*.nii.gz"))
+    assert outputs
+    for output in outputs:
+        subject = output.name.split("_niftynet_out")[0]
+        image = nib.load(next(data.glob(f"{subject}*image.nii.gz")))
+        seg = nib.load(output)
+        assert seg.shape[:3] == image.shape[:3]
+        np.testing.assert_allclose(seg.affine, image.affine, atol=1e-5)
+    capsys.readouterr()
     flips = ("--set", "training.random_flipping_axes=[0]")
     assert main(["train", *config_args(data, tmp_path / "flip", *extra, *flips)]) == 2
     assert "does not augment yet" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from niftykit.io import Subject, write_image
 from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
 from niftykit.postprocess import DenseCRF
-from niftykit.sampler import (BalancedSampler, GridAggregator, GridSampler, ResizeAggregator,
+from niftykit.sampler import (BalancedSampler, GridAggregator, ResizeAggregator,
                               ResizeSampler, UniformSampler, WeightedSampler, flip_tta,
                               label_dtype, resize_to)
 
@@ -40,6 +40,7 @@ class SegmentationApplication(BaseApplication):
     """Multi-class segmentation (config section ``segmentation``)."""
 
     section = "segmentation"
+    multiscale_inference = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -223,8 +224,7 @@ class SegmentationApplication(BaseApplication):
         (only a slab of probabilities is ever held) or probabilities ``(x, y, z, C)``."""
         inference = self.config.inference
         window = self.inference_window(volume.shape[:3])
-        sampler = GridSampler(volume, window, self.inference_border(window),
-                              overlap=inference.overlap)
+        sampler = self.grid_sampler(volume, window, self.inference_border(window))
         aggregator = GridAggregator(
             sampler, self.num_classes, mode=inference.aggregation,
             output="probabilities" if self._needs_probabilities() else "labels",
