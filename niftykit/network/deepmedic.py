@@ -59,7 +59,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import keras
 
 from niftykit.network.base import BaseNet
-from niftykit.network.layers import activation_layer, norm_layer
+from niftykit.network.layers import Crop3D, activation_layer, norm_layer
 
 __all__ = ["DeepMedic"]
 
@@ -160,9 +160,9 @@ class DeepMedic(BaseNet):
         return [layer for layer in (conv, norm, activation_layer(self.activation, f"{prefix}_act"))
                 if layer is not None]
 
-    def _crop(self, border: int, name: str) -> keras.layers.Cropping3D:
+    def _crop(self, border: int, name: str) -> Crop3D:
         z = border if self.spatial_rank == 3 else 0
-        return keras.layers.Cropping3D(((border, border), (border, border), (z, z)), name=name)
+        return Crop3D(((border, border), (border, border), (z, z)), name=name)
 
     def _pathway(self, path: str) -> list:
         """One unit per convolution; a residual unit also carries its shortcut's crop and sum."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Union
 
 import keras
+from keras import ops
 
-__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS"]
+__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D"]
 
 ACTIVATIONS = ("relu", "relu6", "elu", "selu", "prelu", "leakyrelu", "softplus",
                "softsign", "sigmoid", "tanh")
@@ -61,3 +62,36 @@ def regularizer(reg_type: str, decay: float):
     if reg_type.upper() == "L1":
         return keras.regularizers.L1(decay)
     return keras.regularizers.L2(decay)
+
+
+@keras.saving.register_keras_serializable(package="niftykit")
+class Crop3D(keras.layers.Layer):
+    """``keras.layers.Cropping3D`` as one ``slice``: the same output, a faster gradient.
+
+    Cropping3D indexes with ``x[:, a:-b, ...]`` (a strided slice); on CPU TensorFlow's
+    ``StridedSliceGrad`` was 5–7× slower than the pad that is ``Slice``'s gradient on a
+    2 × 65³ × 16 tensor (measured here, 2026-11-26), and the residual U-Net's training
+    step pays it after every transposed convolution.
+
+    Args:
+        cropping: ``((x0, x1), (y0, y1), (z0, z1))`` voxels removed before and after.
+    """
+
+    def __init__(self, cropping: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cropping = tuple((int(a), int(b)) for a, b in cropping)
+
+    def call(self, inputs: Any) -> Any:
+        shape = ops.shape(inputs)
+        start = [0] + [a for a, _ in self.cropping] + [0]
+        size = [shape[0]] + [shape[i + 1] - a - b for i, (a, b) in enumerate(self.cropping)] + \
+            [shape[4]]
+        return ops.slice(inputs, start, size)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        spatial = [None if n is None else n - a - b
+                   for n, (a, b) in zip(input_shape[1:4], self.cropping)]
+        return (input_shape[0], *spatial, input_shape[4])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "cropping": [list(c) for c in self.cropping]}

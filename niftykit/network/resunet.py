@@ -47,7 +47,7 @@ that receive only the bias, cropped by ``p`` at both ends: ``n s`` voxels (for
 k = 3, s = 2: the full output without its first voxel). Keras' ``same`` keeps the
 first ``n s`` voxels of the full output instead (without its last voxel), so here
 it is ``valid`` (with ``output_padding = max(s - 1 - p, 0)``) then
-``Cropping3D((p, max(p - s + 1, 0)))``. Inputs must be divisible by the product
+``Crop3D((p, max(p - s + 1, 0)))`` (a slice). Inputs must be divisible by the product
 of the strides along every axis longer than one voxel (MONAI's rule: otherwise
 the skip connection's sizes disagree).
 
@@ -72,7 +72,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import keras
 
 from niftykit.network.base import BaseNet
-from niftykit.network.layers import activation_layer
+from niftykit.network.layers import Crop3D, activation_layer
 
 __all__ = ["ResUNet"]
 
@@ -244,8 +244,8 @@ class ResUNet(BaseNet):
                 name=f"{prefix}_deconv", **self.conv_kwargs(self.bias))
             end = max(p - output_padding, 0)
             if p or end:
-                crop = keras.layers.Cropping3D(tuple(zip(self._axes(p), self._axes(end))),
-                                               name=f"{prefix}_deconv_crop")
+                crop = Crop3D(tuple(zip(self._axes(p), self._axes(end))),
+                              name=f"{prefix}_deconv_crop")
         layers = [deconv] + ([crop] if crop is not None else [])
         if not (top and self.num_res_units == 0):
             layers += self._adn(out_channels, f"{prefix}_deconv")

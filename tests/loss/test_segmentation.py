@@ -184,3 +184,22 @@ def test_cross_entropy_takes_classification_logits():
 def test_niftynet_loss_not_yet_available_says_so():
     with pytest.raises(NotSupportedError, match="not supported yet"):
         LOSSES.get("VolEnforcement")
+
+
+def test_cross_entropy_equals_sparse_softmax_cross_entropy_even_for_large_logits():
+    import tensorflow as tf
+
+    from niftykit.loss.segmentation import cross_entropy
+
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(size=(2, 5, 4, 3, 6)) * 40).astype(np.float32)  # exp would overflow
+    labels = rng.integers(0, 6, size=(2, 5, 4, 3))
+    expected = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    np.testing.assert_allclose(float(cross_entropy(logits, labels)), float(expected), rtol=1e-5)
+    x = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = cross_entropy(x, labels[..., None])
+    gradient = tape.gradient(loss, x).numpy()
+    reference = (tf.nn.softmax(logits).numpy() - np.eye(6)[labels]) / labels.size
+    np.testing.assert_allclose(gradient, reference, atol=1e-7)

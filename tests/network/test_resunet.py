@@ -254,3 +254,22 @@ def test_same_outputs_as_monai(kwargs, shape):
         got = np.asarray(model(tf.constant(x_last), training=training))
         assert got.shape == expected.shape == (batch, *shape[2:], 3)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_crop3d_equals_cropping3d_in_value_gradient_and_shape():
+    import keras
+    import tensorflow as tf
+
+    from niftykit.network.layers import Crop3D
+
+    cropping = ((1, 0), (0, 2), (1, 1))
+    x = tf.random.normal((2, 6, 7, 5, 3))
+    ours, keras_crop = Crop3D(cropping), keras.layers.Cropping3D(cropping)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = ours(x), keras_crop(x)
+        la, lb = tf.reduce_sum(a * a), tf.reduce_sum(b * b)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy())
+    assert ours.compute_output_shape((None, 6, 7, 5, 3)) == (None, 5, 5, 3, 3)
+    assert Crop3D.from_config(ours.get_config()).cropping == cropping
