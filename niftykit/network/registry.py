@@ -34,7 +34,8 @@ for _name, _entry in (
         ("resnet", "niftykit.network.resnet:ResNet"),
         ("se_resnet", "niftykit.network.resnet:SEResNet"),
         ("regression_head", "niftykit.network.heads:RegressionHead"),
-        ("resunet", "niftykit.network.resunet:ResUNet")):
+        ("resunet", "niftykit.network.resunet:ResUNet"),
+        ("keras_backbone", "niftykit.network.backbone:KerasBackbone")):
     NETWORKS.register(_name, _entry)
 
 
