@@ -10,7 +10,13 @@ Each module is one task, selected from a config by its dotted path
 * :mod:`applications.lesion_volume` - per-image regression of a lesion volume
   in mL, computed from the label files (no CSV of targets);
 * :mod:`applications.autoencoder` - NiftyNet's ``net_autoencoder``: a
-  convolutional VAE with ``encode``, ``encode-decode`` and ``sample`` inference.
+  convolutional VAE with ``encode``, ``encode-decode`` and ``sample`` inference;
+* :mod:`applications.weak_localisation` - classification trained on image-level
+  labels that also writes class activation maps (``configs/method_weak_cam.yaml``;
+  data: ``python -m niftykit.data.weak DIR``);
+* :mod:`applications.encoder_classifier` - a classifier whose encoder matches the
+  autoencoder's, for pre-training then fine-tuning
+  (``configs/method_finetune_classifier.yaml``).
 
 ``python -m applications <module>`` writes the example's small data set where
 its config looks for it. The package is found when the repository root is on
