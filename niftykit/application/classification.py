@@ -17,6 +17,16 @@ give one vector per window (``output_kind = "vector"``: ``resnet``,
 ``<save_seg_dir>/<id><output_postfix>.csv``: ``subject_id,label`` and, with
 ``output_prob``, a ``prob_<code>`` column per class; evaluation scores them
 (accuracy, ROC AUC, confusion matrix).
+
+Screening (two classes, class index 1 the positive, e.g. CAD4TB-style chest
+X-rays, Hogeweg et al., IEEE TMI 34(12), 2015): ``training.class_weights``
+(``[1, 5]`` or ``auto``) weighs the cross-entropy per class; evaluation adds the
+ROC AUC's 95% confidence interval (``evaluation.roc_ci``: DeLong or a stratified
+bootstrap) and sensitivity and specificity at ``evaluation.operating_point``
+(a threshold on ``prob_<positive>``, or ``sensitivity@S`` / ``specificity@S``
+chosen on the evaluated ROC), in ``clinical_metrics.csv`` and the summary. 2-D
+files (PNG, JPEG, TIFF) take ``inputs.<name>.pixel_spacing`` (mm) and
+``rgb_to_grey``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,10 +46,12 @@ from niftykit.application.per_image import (Sampler, augmented_sampler, check_ne
 from niftykit.application.preparation import build_preprocessor, describe, fit_preprocessor
 from niftykit.errors import ConfigError, DataError
 from niftykit.evaluation import classification_accuracy, confusion_matrix, roc_auc
-from niftykit.io import LabelMapping, Subject, read_image, write_csv
+from niftykit.evaluation.classification import OperatingPoint, screening_report
+from niftykit.io import Image, LabelMapping, Subject, read_image, write_csv
 from niftykit.io.discovery import DataTable, read_data_csv
 from niftykit.io.histogram import read_reference_file
-from niftykit.io.preprocess import Preprocessor
+from niftykit.io.preprocess import Preprocessor, SourceSettings
+from niftykit.io.readers import image_format, planar_affine, planar_to_grey
 from niftykit.loss import LOSSES
 from niftykit.sampler import ResizeSampler, UniformSampler
 
@@ -48,8 +61,35 @@ log = logging.getLogger("niftykit")
 
 #: evaluation names -> canonical metric (NiftyNet: ``classification_accuracy``, ``roc_auc``)
 METRICS = {"accuracy": "accuracy", "classification_accuracy": "accuracy", "roc_auc": "roc_auc",
-           "roc": "roc_auc", "auc": "roc_auc", "confusion_matrix": "confusion_matrix"}
+           "roc": "roc_auc", "auc": "roc_auc", "confusion_matrix": "confusion_matrix",
+           "sensitivity": "sensitivity", "specificity": "specificity"}
 PROB = "prob_"
+CLINICAL_CSV = "clinical_metrics.csv"
+
+
+@dataclass
+class PlanarPreprocessor(Preprocessor):
+    """The preprocessing, with 2-D files given their pixel spacing and colour made grey.
+
+    Attributes:
+        planar: source name -> ``(pixel_spacing or None, rgb_to_grey)``
+            (``inputs.<name>.pixel_spacing``, ``rgb_to_grey``).
+    """
+
+    planar: Mapping[str, Tuple[Optional[Tuple[float, float]], bool]] = field(default_factory=dict)
+
+    def read_source(self, path: Path, settings: SourceSettings, kind: str = "image") -> Image:
+        image = super().read_source(path, settings, kind)
+        spacing, grey = self.planar.get(settings.name, (None, False))
+        is_planar = image_format(path) == "planar"
+        array, affine = image.array, image.affine
+        if grey and (image.num_channels in (3, 4) or (is_planar and image.num_channels == 2)):
+            array = planar_to_grey(array)
+        if spacing is not None and is_planar:
+            affine = planar_affine(spacing)
+        if array is image.array and affine is image.affine:
+            return image
+        return Image(array, affine, image.path, image.xform_codes)
 
 
 class ClassificationApplication(BaseApplication):
@@ -68,9 +108,36 @@ class ClassificationApplication(BaseApplication):
             raise ConfigError(f"{where} label: give one input section, got {list(self.task.label)}")
         self.num_classes = int(self.task.num_classes)
         self.loss_name = resolve_loss(config, self.LOSS_TYPES, "CrossEntropy", "classification")
+        self.class_weights = self._given_class_weights()
         self.mapping: Optional[LabelMapping] = None
         self._preprocessor: Optional[Preprocessor] = None
         self._tables: Dict[Path, DataTable] = {}
+
+    def _given_class_weights(self) -> Union[Tuple[float, ...], str, None]:
+        """``training.class_weights`` checked against the classes and the loss."""
+        weights = self.config.training.class_weights
+        if not weights:
+            return None
+        where = f"{self.config.source}: [training] class_weights"
+        if self.loss_name != "CrossEntropy":
+            raise ConfigError(f"{where}: weights the CrossEntropy loss, but loss_type is "
+                              f"'{self.loss_name}'")
+        if weights != "auto" and len(weights) != self.num_classes:
+            raise ConfigError(f"{where}: {len(weights)} weights for num_classes={self.num_classes}; "
+                              "give one per class index, e.g. [1, 5], or auto")
+        return weights
+
+    def _fit_class_weights(self, subjects: Sequence[Subject]) -> None:
+        """``auto`` class weights: inverse class frequency over the training subjects."""
+        from niftykit.loss.classification import balanced_class_weights  # Keras: import late
+
+        counts = np.bincount([self.label_index(s) for s in subjects], minlength=self.num_classes)
+        try:
+            self.class_weights = balanced_class_weights(counts)
+        except ValueError as exc:
+            raise DataError(f"{self.config.source}: [training] class_weights: auto: {exc}") from None
+        log.info("class_weights auto: %s training subjects per class -> weights %s",
+                 counts.tolist(), ", ".join(f"{w:.3g}" for w in self.class_weights))
 
     # -- data -------------------------------------------------------------------
     def input_sources(self, phase: str) -> List[str]:
@@ -86,8 +153,12 @@ class ClassificationApplication(BaseApplication):
     def preprocessor(self) -> Preprocessor:
         """The images' preprocessing (labels are read apart, by :meth:`label_code`)."""
         if self._preprocessor is None:
-            self._preprocessor = build_preprocessor(self.config, images_only(self.task),
-                                                    self.num_classes)
+            pre = build_preprocessor(self.config, images_only(self.task), self.num_classes)
+            planar = {name: (self.config.inputs[name].pixel_spacing,
+                             self.config.inputs[name].rgb_to_grey) for name in self.task.image}
+            self._preprocessor = PlanarPreprocessor(**{f.name: getattr(pre, f.name)
+                                                       for f in fields(pre) if f.init},
+                                                    planar=planar)
         return self._preprocessor
 
     def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:
@@ -96,6 +167,8 @@ class ClassificationApplication(BaseApplication):
                                               self.preprocessor, phase, subjects)
         if self.task.label_normalisation and self.mapping is None:
             self.mapping = self._label_mapping(phase, subjects)
+        if phase == "training" and self.config.training.class_weights == "auto":
+            self._fit_class_weights(subjects)
         if phase != "evaluation":
             log.info("preprocessing: %s", describe(self._preprocessor))
 
@@ -199,7 +272,15 @@ class ClassificationApplication(BaseApplication):
         return self.instantiate_network(self.num_classes, 2 if window[2] == 1 else 3)
 
     def loss(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
-        """``training.loss_type`` of the ``(b, K)`` logits and ``(b, 1)`` classes."""
+        """``training.loss_type`` of the ``(b, K)`` logits and ``(b, 1)`` classes, weighted
+        per class by ``training.class_weights``."""
+        if self.class_weights is not None:
+            from niftykit.loss.classification import cross_entropy
+
+            if self.class_weights == "auto":
+                raise DataError("class_weights auto are learnt on the training subjects "
+                                "(prepare('training', subjects) first)")
+            return cross_entropy(outputs, batch["label"], class_weights=self.class_weights)
         return LOSSES.get(self.loss_name)(outputs, batch["label"])
 
     # -- inference ----------------------------------------------------------------
@@ -228,14 +309,20 @@ class ClassificationApplication(BaseApplication):
 
     # -- evaluation ---------------------------------------------------------------
     def metrics(self) -> List[str]:
-        """``evaluation.evaluations`` as canonical names (default: all three)."""
-        names = self.config.evaluation.evaluations or ("accuracy", "roc_auc", "confusion_matrix")
+        """``evaluation.evaluations`` as canonical names (default: accuracy, ROC AUC, the
+        confusion matrix and, for two classes, sensitivity and specificity)."""
+        binary = ("sensitivity", "specificity") if self.num_classes == 2 else ()
+        names = self.config.evaluation.evaluations or (
+            "accuracy", "roc_auc", *binary, "confusion_matrix")
+        where = f"{self.config.source}: [evaluation] evaluations"
         chosen = []
         for name in names:
             if name.lower() not in METRICS:
-                raise ConfigError(f"{self.config.source}: [evaluation] evaluations: '{name}' is "
-                                  "not a classification metric (accuracy, roc_auc, "
-                                  "confusion_matrix)")
+                raise ConfigError(f"{where}: '{name}' is not a classification metric (accuracy, "
+                                  "roc_auc, sensitivity, specificity, confusion_matrix)")
+            if METRICS[name.lower()] in ("sensitivity", "specificity") and not binary:
+                raise ConfigError(f"{where}: '{name}' needs two classes (class index 1 the "
+                                  f"positive); num_classes is {self.num_classes}")
             if METRICS[name.lower()] not in chosen:
                 chosen.append(METRICS[name.lower()])
         return chosen
@@ -285,15 +372,56 @@ class ClassificationApplication(BaseApplication):
             scores.append(probs)
         have_probs = all(p is not None for p in scores)
         summary = self._scores(metrics, truth, predicted, scores if have_probs else None)
+        point = self._clinical(metrics, truth, scores if have_probs else None, summary,
+                               folder / CLINICAL_CSV, overwrite)
         rows = [[sid, self.index_code(t), self.index_code(p), int(t == p)]
                 + ([f"{v:.6g}" for v in s] if have_probs else [])
+                + ([int(s[1] >= point.threshold)] if point is not None else [])
                 for (sid, _), t, p, s in zip(cases, truth, predicted, scores)]
         header = ["subject_id", "reference", "predicted", "correct"] + (
-            self.class_columns() if have_probs else [])
+            self.class_columns() if have_probs else []) + (
+            ["at_operating_point"] if point is not None else [])
         write_csv(out, rows, header=header, overwrite=True)
         if "confusion_matrix" in metrics:
             self._write_confusion(matrix_csv, truth, predicted)
         return out, {"all": summary}
+
+    def _clinical(self, metrics: Sequence[str], truth: Sequence[int],
+                  scores: Optional[Sequence[np.ndarray]], summary: Dict[str, float], path: Path,
+                  overwrite: bool) -> Optional[OperatingPoint]:
+        """Two classes: the ROC AUC's interval and sensitivity and specificity at
+        ``evaluation.operating_point``, added to ``summary``, logged and written to ``path``
+        (``metric,value,ci_low,ci_high,detail``). Returns the operating point or None."""
+        wanted = [m for m in ("sensitivity", "specificity") if m in metrics]
+        with_ci = "roc_auc" in summary and self.num_classes == 2 and scores is not None
+        if not (wanted or with_ci):
+            return None
+        if path.exists() and not overwrite:
+            raise DataError(f"{path} exists; pass --overwrite to replace it")
+        if scores is None:
+            if self.config.evaluation.evaluations:
+                raise DataError(f"{' and '.join(wanted)} need class probabilities: infer again "
+                                "with classification.output_prob: true")
+            log.info("sensitivity, specificity: skipped (the outputs have no probabilities; infer "
+                     "with classification.output_prob: true)")
+            return None
+        ev, column = self.config.evaluation, self.class_columns()[1]
+        try:
+            report = screening_report(np.array(truth), np.stack(scores)[:, 1],
+                                      ev.operating_point if wanted else None,
+                                      ev.roc_ci if with_ci else None, self.config.system.seed)
+        except ValueError as exc:
+            log.warning("sensitivity, specificity and the ROC AUC interval are undefined for "
+                        "these subjects: %s", exc)
+            return None
+        summary.update({k: v for k, v in report.summary().items()
+                        if k in wanted or k not in ("sensitivity", "specificity")})
+        rows = [row for row in report.rows(column) if row[0] not in
+                {"sensitivity", "specificity"} - set(wanted)]
+        write_csv(path, rows, header=["metric", "value", "ci_low", "ci_high", "detail"],
+                  overwrite=True)
+        log.info("%s\n  -> %s", report.text(column), path)
+        return report.point
 
     def _scores(self, metrics: Sequence[str], truth: Sequence[int], predicted: Sequence[int],
                 scores: Optional[Sequence[np.ndarray]]) -> Dict[str, float]:

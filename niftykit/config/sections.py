@@ -13,7 +13,9 @@ kind, support). Key names, defaults and choices follow NiftyNet 0.6
 ``training.lr_schedule`` (with ``lr_decay_steps``, ``lr_decay_rate``, ``lr_min``,
 ``lr_power``, ``lr_warmup_iters``), ``gradient_clip_norm``, ``weight_decay``,
 ``restore_from``, ``early_stopping``, ``log_every_n`` and ``exact_resume``;
-``optimiser`` also takes ``adamw``.
+``optimiser`` also takes ``adamw``. For 2-D classification (radiographs, ultrasound):
+the per-source ``pixel_spacing`` and ``rgb_to_grey``, ``training.class_weights``,
+``evaluation.operating_point`` and ``evaluation.roc_ci``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from niftykit.config.sequences import (Axcodes, FloatPair, IntList, SpatialSize,
                                        Triple, split_items)
 from niftykit.config.spec import option
 from niftykit.config.values import (Bool, Choice, Float, Int, IntOrName, Invalid, Kind, Mapping,
-                                    Name, Str, show)
+                                    Name, Str, show, to_float)
 
 __all__ = ["InputConfig", "SystemConfig", "NetworkConfig", "TrainingConfig",
            "InferenceConfig", "EvaluationConfig"]
@@ -51,6 +53,25 @@ LR_SCHEDULES = ("constant", "step", "cosine", "polynomial")
 EARLY_STOPPING = ("mean", "robust_mean", "median", "generalisation_loss", "median_smoothing",
                   "validation_up")
 PHASES = ("all", "training", "validation", "inference")
+
+
+class _PixelSpacing(Kind):
+    """A 2-D image's pixel spacing in mm: ``[rows, columns]`` (DICOM's order), or one
+    value for square pixels; empty means unset."""
+
+    def coerce(self, value: object) -> tuple[float, float] | None:
+        try:
+            numbers = [to_float(item) for item in split_items(value)]
+        except Invalid:
+            numbers = []
+        if not split_items(value):
+            return None
+        if len(numbers) == 1:
+            numbers *= 2
+        if len(numbers) != 2 or min(numbers) <= 0:
+            raise Invalid(f"give 1 or 2 positive numbers in mm (row spacing, column spacing), "
+                          f"e.g. [0.14, 0.14], got {show(value)}")
+        return (numbers[0], numbers[1])
 
 
 @dataclass
@@ -81,6 +102,12 @@ class InputConfig:
     # cropping.csv; format in niftykit/io/crop.py), relative to the config file's folder.
     # Every source of a subject is cropped to its box first; outputs are padded back.
     crop_box_file: Path | None = option(None, PathValue(CONFIG_DIR, optional=True), True)
+    # niftykit: 2-D files (PNG, TIFF, JPEG) carry no spacing and are read with 1 mm pixels;
+    # pixel_spacing [rows, columns] in mm gives theirs (other formats keep their header's).
+    # rgb_to_grey: colour pixels become one BT.601 grey channel (else RGB(A) stays as
+    # channels). Read by the classification application.
+    pixel_spacing: tuple[float, float] | None = option(None, _PixelSpacing(), True)
+    rgb_to_grey: bool = option(False, Bool(), True)
 
 
 @dataclass
@@ -186,6 +213,25 @@ class NetworkConfig:
                             True)
 
 
+class _ClassWeights(Kind):
+    """Per-class loss weights: ``[1, 5]`` (class index order), ``auto`` (inverse class
+    frequency in the training split), or empty (off)."""
+
+    textual = True
+
+    def coerce(self, value: object) -> tuple[float, ...] | str:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            numbers = [to_float(item) for item in split_items(value)]
+        except Invalid:
+            numbers = [-1.0]
+        if any(n <= 0 for n in numbers):
+            raise Invalid(f"give one positive weight per class, e.g. [1, 5], or auto "
+                          f"(inverse class frequency), got {show(value)}")
+        return tuple(numbers)
+
+
 @dataclass
 class TrainingConfig:
     """NiftyNet's ``[TRAINING]``: optimiser, schedule, augmentation, validation.
@@ -258,6 +304,10 @@ class TrainingConfig:
     # iterations it skips, so that it ends with the weights of an uninterrupted run; costs
     # the sampling time of those iterations.
     exact_resume: bool = option(False, Bool(), True)
+    # niftykit: classification cross-entropy weighted per class, mean_b w[y_b] e_b
+    # (niftykit/loss/classification.py): [w_0, w_1, ...] or auto = n / (K n_c) over the
+    # training split (scikit-learn's "balanced"); empty: unweighted.
+    class_weights: tuple[float, ...] | str = option((), _ClassWeights(), True)
 
 
 @dataclass
@@ -294,9 +344,38 @@ class InferenceConfig:
     crf_appearance_sigma_intensity: float = option(0.07, Float(gt=0), True)
 
 
+_POINT = re.compile(r"^(sensitivity|specificity)@([0-9.eE+-]+)$")
+
+
+class _OperatingPoint(Kind):
+    """A binary classifier's operating point: a threshold on the positive class's
+    probability (``0.5``), or the threshold reaching a sensitivity or specificity on
+    the ROC (``sensitivity@0.95``, ``specificity@0.9``)."""
+
+    def coerce(self, value: object) -> float | str:
+        text = str(value).strip().lower().replace(" ", "") if not isinstance(value, bool) else ""
+        match = _POINT.match(text)
+        try:
+            number = to_float(match.group(2) if match else value)
+        except Invalid:
+            number = -1.0
+        if 0 <= number <= 1 and not isinstance(value, bool):
+            return f"{match.group(1)}@{number:g}" if match else number
+        raise Invalid(f"give a threshold in [0, 1] on the positive class's probability (e.g. 0.5), "
+                      f"or sensitivity@S / specificity@S with S in [0, 1] (e.g. sensitivity@0.95), "
+                      f"got {show(value)}")
+
+
 @dataclass
 class EvaluationConfig:
     """NiftyNet's ``[EVALUATION]``: metric names and the CSV output folder."""
 
     evaluations: tuple[str, ...] = option((), StrList(), True)
     save_csv_dir: Path = option(Path("evaluation"), PathValue(MODEL_DIR), True)
+    # niftykit: binary classification's clinical metrics (niftykit/evaluation/classification.py):
+    # sensitivity and specificity at operating_point (a threshold on the positive class's
+    # probability, or sensitivity@S / specificity@S chosen on the evaluated ROC), and the
+    # ROC AUC's 95% confidence interval by roc_ci: delong (DeLong et al., Biometrics 1988)
+    # or bootstrap (2000 stratified resamples, seeded by system.seed).
+    operating_point: float | str = option(0.5, _OperatingPoint(), True)
+    roc_ci: str = option("delong", Choice(("delong", "bootstrap")), True)

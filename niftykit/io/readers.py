@@ -3,7 +3,14 @@
 :func:`image_format` names the reader a path needs (and rejects missing,
 empty and unknown files); :func:`read_array` reads the non-nibabel formats.
 nibabel formats (NIfTI-1/2, Analyze, MGH/MGZ) are read by
-:func:`niftykit.io.image.read_image` itself.
+:func:`niftykit.io.image.read_image` itself. A single ``.dcm`` file (a 2-D
+radiograph or ultrasound frame, or a multi-frame object) is read by SimpleITK
+like NRRD; a folder of ``.dcm`` files is one series.
+
+2-D images (PNG 8/16-bit, TIFF, JPEG) carry no spacing: they are read with 1 mm
+pixels, and :func:`planar_affine` and :func:`planar_to_grey` give the affine of a
+known pixel spacing and the grey version of a colour image (the classification
+application applies them from ``inputs.<name>.pixel_spacing`` and ``rgb_to_grey``).
 
 Every reader returns ``(array, affine)``: a C-contiguous ``(x, y, z, channels)``
 array in the file's own dtype and a ``(4, 4)`` float64 voxel-to-RAS+ affine in
@@ -26,6 +33,8 @@ __all__ = [
     "SITK_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "image_format",
+    "planar_affine",
+    "planar_to_grey",
     "read_array",
     "read_dicom_series",
     "read_planar",
@@ -34,8 +43,8 @@ __all__ = [
 
 #: Read by nibabel: NIfTI-1/2, Analyze (``.hdr``/``.img`` pair) and MGH.
 NIBABEL_SUFFIXES = (".nii.gz", ".nii", ".hdr", ".img", ".mgz", ".mgh")
-#: Read by SimpleITK (optional): NRRD and MetaImage. A folder is a DICOM series.
-SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+#: Read by SimpleITK (optional): NRRD, MetaImage and single DICOM files. A folder is a DICOM series.
+SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 #: 2-D images read by imageio (pillow or tifffile), scikit-image's own reader.
 PLANAR_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 SUPPORTED_SUFFIXES = NIBABEL_SUFFIXES + SITK_SUFFIXES + PLANAR_SUFFIXES
@@ -151,7 +160,13 @@ def _from_sitk(sitk, image, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_sitk(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``, ``.mhd``) file with SimpleITK.
+    """Read a NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``, ``.mhd``) or single DICOM
+    (``.dcm``) file with SimpleITK.
+
+    A single-frame DICOM (a radiograph, an ultrasound frame) becomes ``(columns,
+    rows, 1, channels)`` (ITK's x runs along a row) with the header's pixel spacing
+    and geometry; RGB (ultrasound) pixels become 3 channels. Note that a PNG of the
+    same picture is ``(rows, columns, 1, channels)``: do not mix the two in one input.
 
     SimpleITK's ``(z, y, x)`` array is transposed to ``(x, y, z)`` and its LPS
     geometry turned into a RAS+ affine:
@@ -221,9 +236,12 @@ def read_planar(path: PathLike, *, palette_indices: bool = False) -> tuple[np.nd
 
     The first array axis (image rows, top to bottom) becomes x and the second
     (columns, left to right) becomes y, so the result is ``(rows, columns, 1,
-    channels)``: grey gives 1 channel, grey+alpha 2, RGB 3, RGBA 4. Pixels are
-    taken as 1 mm squares: the affine is the identity. Multi-page TIFF stacks
-    are refused (convert them to NIfTI with their spacing).
+    channels)``: grey gives 1 channel, grey+alpha 2, RGB 3, RGBA 4 (kept as
+    channels; :func:`planar_to_grey` makes them one). The file's dtype is kept:
+    uint8 for 8-bit, uint16 for 16-bit grey PNGs (radiographs). Pixels are taken
+    as 1 mm squares: the affine is the identity (:func:`planar_affine` for a known
+    spacing). Multi-page TIFF stacks are refused (convert them to NIfTI with their
+    spacing).
 
     Args:
         path: the image file.
@@ -245,3 +263,49 @@ def read_planar(path: PathLike, *, palette_indices: bool = False) -> tuple[np.nd
             "(convert multi-page stacks to NIfTI)"
         )
     return np.ascontiguousarray(data[:, :, np.newaxis, :]), np.eye(4)
+
+
+#: ITU-R BT.601 luma weights of R, G, B (what Pillow's ``convert("L")`` uses).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def planar_affine(pixel_spacing: tuple[float, float]) -> np.ndarray:
+    """The affine of a 2-D image read by :func:`read_planar` with known pixel spacing.
+
+    Args:
+        pixel_spacing: ``(row spacing, column spacing)`` in mm, i.e. along x
+            (down the rows) and y (along a row), DICOM's ``PixelSpacing`` order.
+
+    Returns:
+        ``diag(row, column, 1, 1)``, a ``(4, 4)`` float64 voxel-to-mm affine.
+
+    Raises:
+        ValueError: a spacing is not a positive number, or not two values.
+    """
+    spacing = np.asarray(pixel_spacing, dtype=np.float64).reshape(-1)
+    if spacing.size != 2 or not np.all(spacing > 0):
+        raise ValueError(f"pixel_spacing must be 2 positive numbers in mm (rows, columns), got {pixel_spacing}")
+    return np.diag([spacing[0], spacing[1], 1.0, 1.0])
+
+
+def planar_to_grey(array: np.ndarray) -> np.ndarray:
+    """One grey channel from a ``(x, y, z, channels)`` 2-D image's channels.
+
+    RGB and RGBA give the BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (alpha
+    dropped); grey+alpha gives its grey channel; one channel is returned as is.
+
+    Args:
+        array: ``(x, y, z, c)`` with ``c`` in 1–4.
+
+    Returns:
+        ``(x, y, z, 1)``: float32 for colour input, the input's dtype otherwise.
+
+    Raises:
+        ValueError: ``array`` is not 4-D with 1 to 4 channels.
+    """
+    if array.ndim != 4 or not 1 <= array.shape[3] <= 4:
+        raise ValueError(f"expected an (x, y, z, channels) image with 1-4 channels, got shape {array.shape}")
+    if array.shape[3] <= 2:
+        return np.ascontiguousarray(array[..., :1])
+    grey = np.tensordot(array[..., :3].astype(np.float32), np.asarray(_LUMA, np.float32), axes=([3], [0]))
+    return np.ascontiguousarray(grey[..., np.newaxis])

@@ -30,7 +30,7 @@ def test_unknown_key_suggests_nearest(write, minimal_yaml):
 def test_unknown_key_without_near_match_lists_keys(write, minimal_yaml):
     message = _error(write, minimal_yaml + "evaluation: {zzzzzzzz: 1}\n")
     assert message == ("configs/bad.yaml: [evaluation] zzzzzzzz: unknown key; valid keys: "
-                       "evaluations, save_csv_dir")
+                       "evaluations, save_csv_dir, operating_point, roc_ci")
 
 
 def test_key_in_wrong_section(write, minimal_yaml):
