@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from niftykit.network import NETWORKS, window_error
-from niftykit.network.dense_vnet import DenseVNet, _DenseFeatureStack
+from niftykit.network.dense_blocks import DenseFeatureStack as _DenseFeatureStack
+from niftykit.network.dense_vnet import DenseVNet
 
 TINY = dict(n_initial_conv_channels=4, n_dense_channels=[4, 4], n_seg_channels=[3, 4],
             n_down_channels=[4, None], dilation_rates=[[1, 1, 1], [1]], prior_size=4)
