@@ -38,7 +38,7 @@ import numpy as np
 from niftykit.errors import ConfigError, DataError
 from niftykit.io import Image, Subject, read_image, write_image
 
-__all__ = ["Model", "load", "train", "infer", "evaluate", "export"]
+__all__ = ["Model", "load", "train", "infer", "ensemble", "evaluate", "export"]
 
 log = logging.getLogger("niftykit")
 
@@ -146,6 +146,40 @@ def infer(config: Any, *, images: Optional[Sequence[PathLike]] = None,
         cfg.inference.save_seg_dir = Path(out if out is not None else "output").absolute()
     subjects = input_subjects(model.app, images) if images is not None else None
     return run(model.app, overwrite=overwrite, model=model._network, subjects=subjects)
+
+
+def ensemble(models: Sequence[Any], *, images: Optional[Sequence[PathLike]] = None,
+             out: Optional[PathLike] = None, weights: Optional[Sequence[float]] = None,
+             fusion: str = "mean", overwrite: bool = False, overrides: Sequence[str] = (),
+             **settings: Any) -> List[Path]:
+    """``niftykit infer --model A --model B ...``: several models' class probabilities
+    fused on each input image's grid (see :mod:`niftykit.engine.ensemble`).
+
+    Args:
+        models: export folders, training configs or model_dirs, as for :func:`load`; the
+            first one's settings name the outputs.
+        images: image files or folders (required when a model is an export folder).
+        out: the output folder (default the first model's ``inference.save_seg_dir``; for
+            an export ``./output``).
+        weights: one weight per model (normalised; default equal).
+        fusion: ``mean`` of the probabilities or weighted majority ``vote`` of the labels.
+
+    Returns:
+        The files written, one per subject.
+    """
+    from niftykit.engine.ensemble import infer_ensemble
+    from niftykit.engine.inference import input_subjects
+    loaded = [load(model, overrides=overrides, **settings) for model in models]
+    if images is None and any(m.export_dir is not None for m in loaded):
+        raise ConfigError("api.ensemble: an export folder among the models needs the images: "
+                          "images=[...]")
+    if out is not None or loaded[0].export_dir is not None:
+        loaded[0].config.inference.save_seg_dir = Path(out if out is not None
+                                                       else "output").absolute()
+    subjects = input_subjects(loaded[0].app, images) if images is not None else None
+    return infer_ensemble([m.app for m in loaded], [str(m) for m in models],
+                          models=[m.network for m in loaded], weights=weights, fusion=fusion,
+                          overwrite=overwrite, subjects=subjects)
 
 
 def evaluate(config: Any, *, overwrite: bool = False, overrides: Sequence[str] = (),

@@ -101,11 +101,24 @@ def _infer_parser(commands: Any) -> None:
         description="With -c: restore inference.inference_iter (-1 latest, N, or best) of the "
                     "config's training run. With --model EXPORT_DIR (from `niftykit export`): "
                     "no training config; the images come from --input, or from -c CONFIG "
-                    "(its input sections and [inference] settings).",
+                    "(its input sections and [inference] settings). With --model given two or "
+                    "more times: an ensemble; each model (an export folder or a training config) "
+                    "infers with its own preprocessing and window, and their class "
+                    "probabilities are fused on the input image's grid (--fusion, --weights); "
+                    "the first model's settings name the outputs.",
         epilog="Examples: niftykit infer -c configs/quickstart.yaml --inference_iter best; "
-               "niftykit infer --model runs/quickstart/model/export --input scans/ --out seg/")
-    infer.add_argument("--model", metavar="EXPORT_DIR",
-                       help="infer with an exported model instead of a training run")
+               "niftykit infer --model runs/quickstart/model/export --input scans/ --out seg/; "
+               "niftykit infer --model runs/a/export --model runs/b/export --weights 0.7 0.3 "
+               "--input scans/ --out fused/")
+    infer.add_argument("--model", action="append", metavar="EXPORT_DIR",
+                       help="infer with an exported model instead of a training run; repeat for "
+                            "an ensemble (whose members may also be training configs)")
+    infer.add_argument("--weights", nargs="+", type=float, metavar="W",
+                       help="ensemble: one weight per --model, in order (normalised to sum to 1; "
+                            "default equal)")
+    infer.add_argument("--fusion", choices=("mean", "vote"),
+                       help="ensemble: mean of the class probabilities (default) or weighted "
+                            "majority vote of the labels (ties: the lowest class index)")
     infer.add_argument("--input", nargs="+", metavar="PATH",
                        help="image files or folders to infer (instead of the config's subjects)")
     infer.add_argument("--out", metavar="DIR",
@@ -258,6 +271,11 @@ def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
     from niftykit.engine import infer
     from niftykit.engine.inference import input_subjects
     model = None
+    if args.model and len(args.model) > 1:
+        return _infer_ensemble(args, overrides)
+    if args.weights or args.fusion:
+        raise ConfigError("infer: --weights and --fusion are for ensembles: give --model two or "
+                          "more times")
     if args.model:
         from niftykit.config import check_supported
         from niftykit.engine.export import export_config, load_network
@@ -265,7 +283,7 @@ def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
             raise ConfigError("infer --model: give the images with --input FILE_OR_FOLDER ... "
                               "or -c CONFIG (whose input sections say where they are)")
         data = _load(args, overrides, check=False) if args.config else None
-        config = export_config(args.model, data, overrides)
+        config = export_config(args.model[0], data, overrides)
         check_supported(config)
         if not args.out and data is None:
             args.out = "output"
@@ -278,9 +296,34 @@ def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
         config.inference.save_seg_dir = Path(args.out).expanduser().absolute()
     app = _application(config)
     if args.model:
-        model = load_network(args.model, config, debug=args.debug)
+        model = load_network(args.model[0], config, debug=args.debug)
     subjects = input_subjects(app, args.input) if args.input else None
     infer(app, overwrite=args.overwrite, debug=args.debug, model=model, subjects=subjects)
+    return 0
+
+
+def _infer_ensemble(args: argparse.Namespace, overrides: List[str]) -> int:
+    from niftykit.config import check_supported
+    from niftykit.engine.ensemble import infer_ensemble, member_config
+    from niftykit.engine.export import is_export, load_network
+    from niftykit.engine.inference import input_subjects
+    exports = [is_export(spec) for spec in args.model]
+    if any(exports) and not args.config and not args.input:
+        raise ConfigError("infer --model: give the images with --input FILE_OR_FOLDER ... "
+                          "or -c CONFIG (whose input sections say where they are)")
+    data = _load(args, overrides, check=False) if args.config else None
+    configs = [member_config(spec, data, overrides) for spec in args.model]
+    for config in configs:
+        check_supported(config)
+    if args.out or data is None:
+        configs[0].inference.save_seg_dir = Path(args.out or "output").expanduser().absolute()
+    apps = [_application(config) for config in configs]
+    models = [load_network(spec, config, debug=args.debug) if export else None
+              for spec, config, export in zip(args.model, configs, exports)]
+    subjects = input_subjects(apps[0], args.input) if args.input else None
+    infer_ensemble(apps, args.model, models=models, weights=args.weights,
+                   fusion=args.fusion or "mean", overwrite=args.overwrite, debug=args.debug,
+                   subjects=subjects)
     return 0
 
 
