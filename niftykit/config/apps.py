@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from niftykit.config.sequences import InputRefs, IntList
+from niftykit.config.sequences import InputRefs, IntList, SpatialSize, Triple
 from niftykit.config.spec import option
 from niftykit.config.suggest import did_you_mean
-from niftykit.config.values import Bool, Choice, Float, Int, Invalid, show
+from niftykit.config.values import Bool, Choice, Float, Int, Invalid, Mapping, Str, show
 
-__all__ = ["SegmentationConfig", "ClassificationConfig", "RegressionConfig",
+__all__ = ["SegmentationConfig", "CascadeConfig", "ClassificationConfig", "RegressionConfig",
            "AutoencoderConfig", "GANConfig", "RegistrationConfig", "APP_SECTIONS",
            "normalise_application", "is_dotted"]
 
@@ -52,6 +52,34 @@ class SegmentationConfig:
     do_mixup: bool = option(False, Bool())
     mixup_alpha: float = option(0.2, Float(gt=0))
     mix_match: bool = option(False, Bool())
+
+
+@dataclass
+class CascadeConfig(SegmentationConfig):
+    """niftykit's ``[CASCADE]``: a two-stage, coarse-to-fine segmentation
+    (:mod:`niftykit.application.cascade`). Every ``[SEGMENTATION]`` key, plus stage 1's.
+
+    Stage 1 segments the same labels on volumes resampled to ``stage1_pixdim`` (mm)
+    with its own window, network and iterations (unset: stage 2's); stage 2 segments
+    at the inputs' ``pixdim`` inside the box where stage 1's foreground probability is
+    at least ``stage1_threshold`` (its largest connected part, ``stage1_largest_component``),
+    grown by ``region_margin_mm``, with that probability as an extra input channel
+    (``cascade_mode: input``), joined to its last features (``local``) or not at all
+    (``region``: the crop only).
+    """
+
+    cascade_mode: str = option("input", Choice(("input", "local", "region")), True)
+    stage1_pixdim: tuple[float, float, float] | None = option(
+        None, Triple(float, True, gt=0), True,
+        required="stage 1's voxel size in mm, e.g. [4, 4, 4] (coarser than stage 2's pixdim)")
+    stage1_window_size: tuple[int, int, int] | None = option(None, SpatialSize(), True)
+    stage1_network: str | None = option(None, Str(optional=True), True)
+    stage1_params: dict = option({}, Mapping(), True)
+    stage1_max_iter: int = option(-1, Int(ge=1, also=(-1,)), True)
+    stage1_threshold: float = option(0.5, Float(gt=0, lt=1), True)
+    stage1_largest_component: bool = option(True, Bool(), True)
+    region_margin_mm: float = option(10.0, Float(ge=0), True)
+    local_features: int = option(16, Int(ge=1), True)
 
 
 @dataclass
@@ -122,7 +150,8 @@ class RegistrationConfig:
 
 
 APP_SECTIONS: dict[str, type] = {
-    "segmentation": SegmentationConfig, "classification": ClassificationConfig,
+    "segmentation": SegmentationConfig, "cascade": CascadeConfig,
+    "classification": ClassificationConfig,
     "regression": RegressionConfig, "autoencoder": AutoencoderConfig, "gan": GANConfig,
     "registration": RegistrationConfig,
 }

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from niftykit.config.apps import (APP_SECTIONS, AutoencoderConfig, ClassificationConfig,
-                                  GANConfig, RegistrationConfig, RegressionConfig,
-                                  SegmentationConfig)
+from niftykit.config.apps import (APP_SECTIONS, AutoencoderConfig, CascadeConfig,
+                                  ClassificationConfig, GANConfig, RegistrationConfig,
+                                  RegressionConfig, SegmentationConfig)
 from niftykit.config.sections import (EvaluationConfig, InferenceConfig, InputConfig,
                                       NetworkConfig, SystemConfig, TrainingConfig)
 from niftykit.config.spec import field_specs
@@ -38,7 +38,7 @@ class Config:
             ``package.module:Class`` of a user application.
         inputs: Input sections by name (the user's case kept, e.g. ``T1``).
         system, network, training, inference, evaluation: System sections.
-        segmentation, classification, regression, autoencoder, gan,
+        segmentation, cascade, classification, regression, autoencoder, gan,
             registration: Application sections; only the active one is set.
         source: The config file it was loaded from (not part of equality).
     """
@@ -51,6 +51,7 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     segmentation: SegmentationConfig | None = None
+    cascade: CascadeConfig | None = None
     classification: ClassificationConfig | None = None
     regression: RegressionConfig | None = None
     autoencoder: AutoencoderConfig | None = None

@@ -19,7 +19,7 @@ from niftykit.errors import NotSupportedError
 
 __all__ = ["check_supported", "SUPPORTED_APPLICATIONS"]
 
-SUPPORTED_APPLICATIONS = ("segmentation", "classification", "regression")
+SUPPORTED_APPLICATIONS = ("segmentation", "cascade", "classification", "regression")
 VERSION = ".".join(niftykit.__version__.split(".")[:2])
 
 

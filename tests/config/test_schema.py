@@ -25,5 +25,5 @@ def test_task_is_the_active_section():
 def test_sections_with_key():
     assert sections_with_key("queue_length") == ["network"]
     assert sections_with_key("spatial_window_size") == ["inference", "inputs"]
-    assert sections_with_key("num_classes") == ["segmentation", "classification"]
+    assert sections_with_key("num_classes") == ["segmentation", "cascade", "classification"]
     assert sections_with_key("nope") == []
