@@ -35,7 +35,9 @@ it computes MONAI's function given MONAI's weights).
 Each side runs in its own fresh process, in rounds that interleave the sides; at the start of
 every round a fresh process measures the matmul peak (``tf.matmul`` of two 4096² matrices,
 float32 and bfloat16, best of 5 after 2 untimed calls; 2·n³ FLOP; the peak of a dtype is the best
-over all rounds). Per process: warm-up iterations (the first shown apart), then timed ones;
+over all rounds). Per process: warm-up iterations (the first shown apart), then timed ones
+(10 and 30, in 3 rounds: with 5, 20 and 2 the same code measured 1.06× and then 1.21× in two
+runs minutes apart on a quiet machine, so a single short run is not a measurement);
 reported: the median and min–max over the timed iterations of all rounds, voxels/s = 2 × 64³ /
 median, GFLOP/s = GFLOP per step / median, its fraction of the matmul peak of the same dtype
 (bf16 rows against the bf16 peak), and the process's peak RSS.
@@ -95,7 +97,7 @@ STRIDES = (2, 2)
 NUM_RES_UNITS = 2
 KERNEL = 3
 PARAMS = 290_271  # MONAI's count for the configuration
-FULL = dict(size=64, shape=(160, 160, 96), warmup=5, steps=20, rounds=2, mm_n=4096, mm_warmup=2, mm_repeats=5)
+FULL = dict(size=64, shape=(160, 160, 96), warmup=10, steps=30, rounds=3, mm_n=4096, mm_warmup=2, mm_repeats=5)
 QUICK = dict(size=32, shape=(96, 96, 64), warmup=2, steps=3, rounds=1, mm_n=1024, mm_warmup=1, mm_repeats=3)
 LONG = dict(iterations=2000)
 TARGETS = {"float32": 1.3, "mixed_bfloat16": 1.1}
