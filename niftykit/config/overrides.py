@@ -1,4 +1,6 @@
-"""Command-line overrides: ``section.key=value``, ``inputs.NAME.key=value``, ``key=value``.
+"""Command-line overrides: ``section.key=value``, ``inputs.NAME.key=value``, ``key=value``,
+and one entry of a mapping-valued key: ``network.params.weights_file=...`` (the rest of
+``params`` is kept).
 
 A bare key (NiftyNet's ``--lr 0.001``) is looked up in the system sections
 and the active application section. Values are read as YAML scalars or lists
@@ -19,6 +21,7 @@ from niftykit.config.raw import RawConfig, RawSection, RawValue
 from niftykit.config.schema import APP_SECTIONS, FIXED_SECTIONS, INPUTS, InputConfig
 from niftykit.config.spec import FieldSpec, field_specs
 from niftykit.config.suggest import closest, did_you_mean
+from niftykit.config.values import Mapping
 from niftykit.errors import ConfigError
 
 __all__ = ["apply_overrides", "parse_value"]
@@ -72,6 +75,10 @@ def _target(raw: RawConfig, path: list[str], task: str, origin: str) -> tuple[st
         return name, True, key
     if len(path) == 1:
         return _bare_section(raw, path[0], task, origin), False, path[0]
+    if len(path) > 2 and path[0].lower() in {**FIXED_SECTIONS, **APP_SECTIONS}:
+        spec = field_specs(_section_class(path[0].lower())).get(path[1])
+        if spec is not None and isinstance(spec.kind, Mapping):  # network.params.NAME=...
+            return _target(raw, path[:2], task, origin)
     if len(path) != 2:
         raise config_error(origin, None, None, "expected section.key=value, "
                            "inputs.NAME.key=value or key=value")
@@ -100,7 +107,31 @@ def _apply_one(raw: RawConfig, override: str, task: str) -> None:
         raise config_error(origin, label, key, what)
     sections = raw.inputs if is_input else raw.sections
     section = sections.setdefault(name, RawSection(raw.style_label(name, is_input)))
+    entry = path[2:] if not is_input and isinstance(specs[key].kind, Mapping) else []
+    if entry:  # one entry of a mapping: merged into what the file gave
+        old = section.values.get(key)
+        try:
+            mapping = Mapping().coerce(old.value if old is not None else None)
+        except Exception:  # a malformed file value is reported when the config is built
+            mapping = {}
+        target = mapping
+        for part in entry[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[entry[-1]] = _scalar(text)
+        section.values[key] = RawValue(mapping, origin)
+        return
     section.values[key] = RawValue(parse_value(text, specs[key]), origin)
+
+
+def _scalar(text: str) -> Any:
+    """A mapping entry's value: YAML (numbers, lists, booleans) or the text itself."""
+    text = clean_value(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def apply_overrides(raw: RawConfig, overrides: Sequence[str]) -> None:

@@ -96,3 +96,15 @@ def test_parse_value_by_kind():
     assert parse_value("{depth: 3}", network["params"]) == {"depth": 3}
     assert parse_value("(1,2)", inputs["spatial_window_size"]) == "(1,2)"
     assert parse_value("[1, 2", inputs["spatial_window_size"]) == "[1, 2"
+
+
+def test_one_entry_of_a_mapping_key_merges_into_the_files(minimal):
+    base = load_config(minimal, ["network.params={n_features: [8, 16], norm: batch}"])
+    assert base.network.params == {"n_features": [8, 16], "norm": "batch"}
+    config = load_config(minimal, ["network.params={n_features: [8, 16], norm: batch}",
+                                   "network.params.norm=instance",
+                                   "network.params.extra.depth=2",
+                                   "network.params.weights_file=/data/w.weights.h5"])
+    assert config.network.params == {"n_features": [8, 16], "norm": "instance",
+                                     "extra": {"depth": 2}, "weights_file": "/data/w.weights.h5"}
+    assert "expected section.key=value" in _error(minimal, "training.lr.x=1")
