@@ -351,7 +351,9 @@ class Model:
 
     def _infer(self, subject: Subject, out: Path) -> Any:
         from niftykit.engine.inference import Predictor
+        from niftykit.engine.stages import attach_stages
         if not self._prepared:
+            attach_stages(self.app, self._tf)
             self.app.prepare("inference", [subject])
             self._prepared = True
         if self._predictor is None:

@@ -94,6 +94,21 @@ class BaseApplication:
     def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:
         """Learn (``training``) or load the data-dependent preprocessing before a phase runs."""
 
+    # -- stages: applications whose trained networks this one uses (a cascade) -----------
+    def stages(self) -> Sequence["BaseApplication"]:
+        """Earlier stages, in order: applications whose trained networks this one needs
+        (a cascade's stage 1). The engine trains each before this one (unless
+        :meth:`stage_trained`) and hands their predict functions to :meth:`attach_stages`
+        before :meth:`prepare` runs, in training and in inference. None by default."""
+        return ()
+
+    def stage_trained(self, stage: "BaseApplication") -> bool:
+        """True when ``stage`` need not be trained again (its last checkpoint is current)."""
+        return False
+
+    def attach_stages(self, predictors: Sequence[PredictFn]) -> None:
+        """Receive one predict function per :meth:`stages` entry, in order."""
+
     def preprocess(self, subject: Subject, with_label: bool) -> Any:
         """A subject read and preprocessed: an object with ``volumes`` (name -> array)."""
         raise NotImplementedError

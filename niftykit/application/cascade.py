@@ -30,10 +30,11 @@ reached its last iteration with the same stage-1 config), then stage 2 (``<model
 as for any application) on the stage-1 predictions of the training images - what stage 2
 will see at inference, errors included (Roth et al. trained stage 2 on stage 1's output
 too). In training the box also holds the whole reference label, so that a stage-1 miss on a
-training image does not hide the target from stage 2. The engine has no notion of stages, so
-this application calls :func:`niftykit.engine.train` and
-:class:`niftykit.engine.inference.Predictor` for stage 1 itself (imported when needed: the one
-upward reference of the application layer).
+training image does not hide the target from stage 2. Stage 1 is one of the application's
+:meth:`~niftykit.application.base.BaseApplication.stages`: the engine trains it (unless
+:meth:`CascadeApplication.stage_trained`; ``--overwrite`` lets it replace stage-1
+checkpoints made with another config) and attaches its predict function before stage 2's
+data is prepared, in training and in inference.
 ``niftykit export`` exports stage 2 only.
 """
 
@@ -57,7 +58,7 @@ from scipy import ndimage
 from niftykit.application.base import PredictFn
 from niftykit.application.segmentation import SegmentationApplication
 from niftykit.config.apps import SegmentationConfig
-from niftykit.errors import ConfigError, ImageError
+from niftykit.errors import ConfigError, ImageError, NiftykitError
 from niftykit.io import Image, Subject, write_image
 from niftykit.io.geometry import Geometry, apply_geometry
 from niftykit.sampler import flip_tta, label_dtype
@@ -232,41 +233,36 @@ class CascadeApplication(SegmentationApplication):
         self._stage1_predict: Optional[PredictFn] = None
         self._lock = threading.Lock()
 
-    # -- stage 1 ----------------------------------------------------------------------
+    # -- stage 1: trained and run by the engine (BaseApplication.stages) ----------------
+    def stages(self) -> Sequence[Any]:
+        """Stage 1, which the engine trains before stage 2 and attaches for both phases."""
+        return (self.stage1,)
+
+    def stage_trained(self, stage: Any) -> bool:
+        """Stage 1 is current when it reached its last iteration with the same stage-1 config
+        (delete ``<model_dir>/stage1`` to retrain it)."""
+        cfg = stage.config
+        folder = Path(cfg.system.model_dir)
+        last = folder / "models" / f"model.ckpt-{cfg.training.max_iter}.index"
+        saved = folder / "config.yaml"
+        return last.exists() and saved.exists() and saved.read_text("utf-8") == cfg.to_yaml()
+
+    def attach_stages(self, predictors: Sequence[PredictFn]) -> None:
+        self._stage1_predict = predictors[0]
+
     def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:
-        """Stage 2's preprocessing; in training, train stage 1 first (or reuse it)."""
+        """Stage 2's preprocessing, and stage 1's (trained by then) for its predictions."""
         super().prepare(phase, subjects)
-        if phase == "training":
-            self._train_stage1()
         if phase != "evaluation":
             self.stage1.prepare("inference", subjects)
-
-    def _train_stage1(self) -> None:
-        stage = self.stage1.config
-        folder = Path(stage.system.model_dir)
-        last = folder / "models" / f"model.ckpt-{stage.training.max_iter}.index"
-        saved = folder / "config.yaml"
-        if last.exists() and saved.exists() and saved.read_text("utf-8") == stage.to_yaml():
-            log.info("cascade stage 1: reusing %s (iteration %d, same stage-1 config; delete the "
-                     "folder to retrain it)", folder, stage.training.max_iter)
-            return
-        from niftykit.engine import train  # the engine trains each stage; see the module docstring
-        log.info("cascade stage 1: %s at %s mm, %d iterations -> %s", stage.network.name,
-                 list(self.task.stage1_pixdim), stage.training.max_iter, folder)
-        train(self.stage1, overwrite=True)
-        self._stage1_predict = None  # restore the weights just trained
-        log.info("cascade stage 2: %s at the inputs' grid, %d iterations",
-                 self.config.network.name, self.config.training.max_iter)
 
     def stage1_probability(self, subject: Subject, geometry: Geometry) -> np.ndarray:
         """Stage 1's foreground probability ``(x, y, z, 1)`` float32 on the grid of ``geometry``
         (stage 2's): predicted at ``stage1_pixdim``, back on the file's grid, then resampled."""
+        if self._stage1_predict is None:
+            raise NiftykitError("cascade: stage 1's network is not attached; train and infer "
+                                "through niftykit.engine (or niftykit.api), which attach it")
         with self._lock:  # one stage-1 network, shared by the loading threads
-            if self._stage1_predict is None:
-                import tensorflow as tf
-
-                from niftykit.engine.inference import Predictor
-                self._stage1_predict = Predictor(self.stage1, tf)
             prepared = self.stage1.preprocess(subject, with_label=False)
             probabilities = self.stage1._infer_grid(prepared.volumes["image"],
                                                     self._stage1_predict, None)

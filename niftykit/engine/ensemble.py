@@ -45,6 +45,7 @@ import numpy as np
 
 from niftykit.engine.checkpoint import check_checkpoint
 from niftykit.engine.inference import INFERRED_CSV, Predictor
+from niftykit.engine.stages import attach_stages
 from niftykit.engine.progress import ProgressBar
 from niftykit.engine.runtime import import_tensorflow
 from niftykit.errors import ConfigError, DataError, NiftykitError
@@ -322,6 +323,7 @@ def infer_ensemble(apps: Sequence[Any], names: Sequence[str], *,
     for app, model in zip(apps, models):
         if model is None:
             check_checkpoint(app.config.system.model_dir, app.config.inference.inference_iter)
+        attach_stages(app, tf)
         app.prepare("inference", subjects)
     _check_agreement(apps, names, fusion)
     out_dir = Path(lead.config.inference.save_seg_dir)

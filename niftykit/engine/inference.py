@@ -214,6 +214,8 @@ def infer(app: Any, *, overwrite: bool = False, debug: bool = False, model: Any 
         check_checkpoint(cfg.system.model_dir, cfg.inference.inference_iter)
     out_dir = Path(cfg.inference.save_seg_dir)
     _check_writable(out_dir)
+    from niftykit.engine.stages import attach_stages
+    attach_stages(app, tf)
     app.prepare("inference", subjects)
     predict = Predictor(app, tf, model)
     log.info("inference on %d subjects -> %s", len(subjects), out_dir)

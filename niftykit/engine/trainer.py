@@ -39,6 +39,7 @@ from niftykit.engine.early_stopping import EarlyStopper
 from niftykit.engine.optimiser import make_optimiser
 from niftykit.engine.progress import TrainingProgress, duration
 from niftykit.engine.restore import initial_checkpoint, start_iteration
+from niftykit.engine.stages import attach_stages
 from niftykit.engine.runtime import import_tensorflow, precision_policy, seed_everything
 from niftykit.engine.transfer import count, split_frozen
 from niftykit.errors import ConfigError, DataError, NiftykitError
@@ -227,9 +228,10 @@ def _train(app: Any, overwrite: bool, debug: bool) -> Path:
     cfg = app.config
     tf = import_tensorflow(cfg.system.cuda_devices, debug)
     strategy = make_strategy(cfg.system, tf)  # first: devices and collectives precede the runtime
-    seed_everything(cfg.system.seed)
     _schedule(cfg.training)  # checks the schedule's settings before any work
     source = initial_checkpoint(cfg.training)
+    attach_stages(app, tf, train=True, overwrite=overwrite, debug=debug)  # e.g. a cascade's stage 1
+    seed_everything(cfg.system.seed)  # after the stages, which seed themselves
     subjects, validation = _prepare(app)
     stopper = _early_stopper(cfg, bool(validation))
     _preflight(app, subjects, validation)

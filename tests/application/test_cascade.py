@@ -16,7 +16,7 @@ from niftykit.application.cascade import (CascadeApplication, crop_to_box, margi
 from niftykit.cli import main
 from niftykit.config import load_config
 from niftykit.data.shapes import make_shapes, shapes_affine
-from niftykit.errors import ConfigError
+from niftykit.errors import ConfigError, NiftykitError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (28, 28, 28)
@@ -231,8 +231,15 @@ def test_a_second_train_reuses_stage1_and_local_mode_trains(run):
 def test_preprocess_crops_every_volume_to_the_region_and_adds_the_prior(run):
     root, data = run
     config = load_config(write_config(root, data))
+    import tensorflow as tf
+
+    from niftykit.engine.stages import attach_stages
+
     app = CascadeApplication(config)
     subject = app.subjects("training")[0]
+    with pytest.raises(NiftykitError, match="stage 1's network is not attached"):
+        app.preprocess(subject, with_label=True)
+    attach_stages(app, tf)  # what niftykit.engine does before prepare
     app.prepare("inference", [subject])
     prepared = app.preprocess(subject, with_label=True)
     image, label = prepared.volumes["image"], prepared.volumes["label"]
@@ -243,5 +250,6 @@ def test_preprocess_crops_every_volume_to_the_region_and_adds_the_prior(run):
     assert 0.0 <= prior.min() and prior.max() <= 1.0
     region = load_config(write_config(root, data, cascade_mode="region"))
     app = CascadeApplication(region)
+    attach_stages(app, tf)
     app.prepare("inference", [subject])
     assert app.preprocess(subject, with_label=False).volumes["image"].shape[-1] == 1
