@@ -84,6 +84,11 @@ def _voxel_mean(values: Any, weights: Optional[Any]) -> Any:
 def _dice_terms(probs: Any, target: Any, weights: Any, square: bool):
     """Per batch element and class: overlap Σ w p g and denominator, ``(batch, classes)``."""
     axes = _spatial_axes(probs)
+    if isinstance(weights, float) and weights == 1.0:  # no weight map: no multiplications by 1
+        overlap = ops.sum(probs * target, axes)
+        if square:
+            return overlap, ops.sum(ops.square(probs), axes) + ops.sum(ops.square(target), axes)
+        return overlap, ops.sum(probs, axes) + ops.sum(target, axes)
     overlap = ops.sum(weights * probs * target, axes)
     if square:
         total = (ops.sum(weights * ops.square(probs), axes)
@@ -196,7 +201,15 @@ def dice_plus_xent(logits: Any, labels: Any, weights: Optional[Any] = None) -> A
     NiftyNet returned ``xent − mean Dice``; this is that plus 1, so that a perfect
     prediction scores 0 (same gradients).
     """
-    return dice_nosquare(logits, labels, weights) + cross_entropy(logits, labels, weights)
+    if len(logits.shape) == 2:
+        return dice_nosquare(logits, labels, weights) + cross_entropy(logits, labels, weights)
+    # one log-softmax and one one-hot serve both terms (the separate functions compute the
+    # softmax twice; on 2 × 64³ × 9 logits this is cheaper with its gradient)
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    target = _one_hot(labels, logits)
+    dice_term = _dice_loss(ops.exp(log_probs), target, _voxel_weights(weights, logits),
+                           square=False)
+    return dice_term + _voxel_mean(-ops.sum(target * log_probs, axis=-1), weights)
 
 
 def focal(logits: Any, labels: Any, weights: Optional[Any] = None, gamma: float = 2.0) -> Any:
