@@ -66,3 +66,33 @@ def test_outputs_lie_on_the_ct_grid_and_are_background_outside_the_crop_box(run)
         labels = np.asarray(seg.dataobj)
         assert not labels[~inside].any()
         assert set(np.unique(labels).tolist()) <= {0, 1, 3, 4, 5, 6, 7, 11, 14}
+
+
+def test_a_ct_stored_in_another_orientation_gets_the_same_segmentation(run, demo, tmp_path):
+    """Independently made CTs come in other storage orientations: the config reorients
+    exactly (axcodes), so the same CT stored transposed and flipped is segmented the same,
+    each output on its own file's grid."""
+    from niftykit.cli import main
+
+    _, out, _ = run
+    args = demo._arguments(["--out", str(out), "--n", "5", "--shape", "48", "48", "24",
+                            "--window", "32", "--max_iter", "2", "--batch_size", "1"])
+    no_boxes = ["--set", "inputs.ct.crop_box_file=", "--set", "inputs.label.crop_box_file=",
+                "--set", "segmentation.output_prob=true"]  # probabilities: a 2-iteration net varies
+    ct = nib.load(sorted((out / "data").glob("case*_CT.nii.gz"))[0])
+    ornt = np.array([[1, -1], [0, 1], [2, -1]])  # stored axes: y flipped, x, z flipped
+    other = tmp_path / "other"
+    other.mkdir()
+    nib.save(ct, other / "caseA_CT.nii.gz")
+    nib.save(ct.as_reoriented(ornt), other / "caseB_CT.nii.gz")
+    assert main(["infer", "-c", str(demo.CONFIG), *demo._overrides(args), *no_boxes,
+                 "--input", str(other), "--out", str(tmp_path / "seg")]) == 0
+    seg_a, seg_b = (nib.load(next((tmp_path / "seg").glob(f"case{x}_*.nii.gz"))) for x in "AB")
+    stored_b = nib.load(other / "caseB_CT.nii.gz")
+    assert seg_a.shape[:3] == ct.shape and seg_b.shape[:3] == stored_b.shape
+    assert np.asarray(seg_a.dataobj)[..., 0].std() > 1e-4  # not a constant map
+    np.testing.assert_allclose(seg_b.affine, stored_b.affine, atol=1e-6)
+    io = nib.orientations.io_orientation
+    back = seg_b.as_reoriented(nib.orientations.ornt_transform(io(seg_b.affine), io(seg_a.affine)))
+    np.testing.assert_allclose(back.affine, seg_a.affine, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(back.dataobj), np.asarray(seg_a.dataobj), atol=1e-6)
