@@ -32,11 +32,18 @@ def activation_layer(name: str, layer_name: str) -> keras.layers.Layer:
 
 
 def norm_layer(kind: Optional[str], channels: int, layer_name: str) -> Optional[keras.layers.Layer]:
-    """Batch, instance or group normalisation over channels-last features, or None."""
+    """Batch, instance or group normalisation over channels-last features, or None.
+
+    Batch normalisation keeps its moving averages with momentum 0.9 (NiftyNet's
+    ``moving_decay``), not Keras' 0.99: with 0.99 the averages that inference uses still
+    hold 5 % of their initial values after 300 iterations, and DeepMedic trained for 300
+    iterations on generated shapes scored Dice 0.60 / 0.06 at inference against 0.80 /
+    0.83 with 0.9 (same training loss; measured 2026-11-26).
+    """
     if kind in (None, "none"):
         return None
     if kind == "batch":
-        return keras.layers.BatchNormalization(name=layer_name)
+        return keras.layers.BatchNormalization(momentum=0.9, name=layer_name)
     if kind == "instance":
         return keras.layers.GroupNormalization(groups=-1, name=layer_name)
     if kind == "group":
