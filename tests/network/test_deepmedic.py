@@ -117,3 +117,11 @@ def test_mixed_precision_gives_float32_logits():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert y.dtype == "float32" and model.get_layer("normal1_conv").compute_dtype == "float16"
+
+
+def test_batch_norm_moving_averages_use_niftynets_momentum():
+    """0.9 (NiftyNet's moving_decay): Keras' 0.99 left DeepMedic's inference averages so far
+    behind after a few hundred iterations that a class vanished at inference."""
+    from niftykit.network.layers import norm_layer
+
+    assert norm_layer("batch", 8, "bn").momentum == 0.9
