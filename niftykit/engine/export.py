@@ -224,6 +224,10 @@ def export(app: Any, out: Optional[Path] = None, *, iteration: Optional[Iteratio
             preprocessing needs, or ``out`` exists (without ``overwrite``, or not an export).
     """
     cfg = app.config
+    if list(app.stages()):
+        raise NiftykitError(f"{cfg.source}: application '{cfg.application}' runs "
+                            f"{len(list(app.stages())) + 1} networks (stages) and an export holds "
+                            "one; infer with `niftykit infer -c CONFIG` instead")
     iteration = cfg.inference.inference_iter if iteration is None else iteration
     number = check_checkpoint(cfg.system.model_dir, iteration)
     out = Path(out if out is not None else Path(cfg.system.model_dir) / "export").absolute()

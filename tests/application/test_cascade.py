@@ -196,6 +196,14 @@ def test_training_writes_both_stages(run):
         "segmentation"
 
 
+def test_export_refuses_a_cascade_with_one_line(run, capsys):
+    root, _ = run
+    capsys.readouterr()
+    assert main(["export", "-c", str(root / "cascade.yaml")]) == 2
+    assert "runs 2 networks (stages) and an export holds one" in capsys.readouterr().err
+    assert not (root / "model" / "export").exists()
+
+
 def test_outputs_lie_on_the_oblique_input_grid(run):
     root, data = run
     rows = list(csv.reader((root / "model" / "segmentation" / "inferred.csv").open()))
