@@ -26,7 +26,8 @@ bootstrap) and sensitivity and specificity at ``evaluation.operating_point``
 (a threshold on ``prob_<positive>``, or ``sensitivity@S`` / ``specificity@S``
 chosen on the evaluated ROC), in ``clinical_metrics.csv`` and the summary. 2-D
 files (PNG, JPEG, TIFF) take ``inputs.<name>.pixel_spacing`` (mm) and
-``rgb_to_grey``.
+``rgb_to_grey`` (read by :class:`~niftykit.io.preprocess.Preprocessor`, for every
+application).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -47,11 +47,10 @@ from niftykit.application.preparation import build_preprocessor, describe, fit_p
 from niftykit.errors import ConfigError, DataError
 from niftykit.evaluation import classification_accuracy, confusion_matrix, roc_auc
 from niftykit.evaluation.classification import OperatingPoint, screening_report
-from niftykit.io import Image, LabelMapping, Subject, read_image, write_csv
+from niftykit.io import LabelMapping, Subject, read_image, write_csv
 from niftykit.io.discovery import DataTable, read_data_csv
 from niftykit.io.histogram import read_reference_file
-from niftykit.io.preprocess import Preprocessor, SourceSettings
-from niftykit.io.readers import image_format, planar_affine, planar_to_grey
+from niftykit.io.preprocess import Preprocessor
 from niftykit.loss import LOSSES
 from niftykit.sampler import ResizeSampler, UniformSampler
 
@@ -65,31 +64,6 @@ METRICS = {"accuracy": "accuracy", "classification_accuracy": "accuracy", "roc_a
            "sensitivity": "sensitivity", "specificity": "specificity"}
 PROB = "prob_"
 CLINICAL_CSV = "clinical_metrics.csv"
-
-
-@dataclass
-class PlanarPreprocessor(Preprocessor):
-    """The preprocessing, with 2-D files given their pixel spacing and colour made grey.
-
-    Attributes:
-        planar: source name -> ``(pixel_spacing or None, rgb_to_grey)``
-            (``inputs.<name>.pixel_spacing``, ``rgb_to_grey``).
-    """
-
-    planar: Mapping[str, Tuple[Optional[Tuple[float, float]], bool]] = field(default_factory=dict)
-
-    def read_source(self, path: Path, settings: SourceSettings, kind: str = "image") -> Image:
-        image = super().read_source(path, settings, kind)
-        spacing, grey = self.planar.get(settings.name, (None, False))
-        is_planar = image_format(path) == "planar"
-        array, affine = image.array, image.affine
-        if grey and (image.num_channels in (3, 4) or (is_planar and image.num_channels == 2)):
-            array = planar_to_grey(array)
-        if spacing is not None and is_planar:
-            affine = planar_affine(spacing)
-        if array is image.array and affine is image.affine:
-            return image
-        return Image(array, affine, image.path, image.xform_codes)
 
 
 class ClassificationApplication(BaseApplication):
@@ -153,12 +127,8 @@ class ClassificationApplication(BaseApplication):
     def preprocessor(self) -> Preprocessor:
         """The images' preprocessing (labels are read apart, by :meth:`label_code`)."""
         if self._preprocessor is None:
-            pre = build_preprocessor(self.config, images_only(self.task), self.num_classes)
-            planar = {name: (self.config.inputs[name].pixel_spacing,
-                             self.config.inputs[name].rgb_to_grey) for name in self.task.image}
-            self._preprocessor = PlanarPreprocessor(**{f.name: getattr(pre, f.name)
-                                                       for f in fields(pre) if f.init},
-                                                    planar=planar)
+            self._preprocessor = build_preprocessor(self.config, images_only(self.task),
+                                                    self.num_classes)
         return self._preprocessor
 
     def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:

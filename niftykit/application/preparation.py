@@ -30,7 +30,8 @@ def _settings(config: Any, name: str) -> SourceSettings:
     return SourceSettings(name=name, interp_order=section.interp_order,
                           ct_window=section.ct_window, percentile_clip=section.percentile_clip,
                           replace_nonfinite=section.replace_nonfinite,
-                          crop_box_file=section.crop_box_file)
+                          crop_box_file=section.crop_box_file,
+                          pixel_spacing=section.pixel_spacing, rgb_to_grey=section.rgb_to_grey)
 
 
 def _geometry(config: Any, names: Sequence[str]) -> Tuple[Any, Any]:

@@ -49,6 +49,7 @@ from niftykit.io.intensity import (
     whiten,
 )
 from niftykit.io.labels import LabelMapping
+from niftykit.io.readers import image_format, planar_affine, planar_to_grey
 
 __all__ = ["SourceSettings", "Preprocessor", "Prepared", "modality_names"]
 
@@ -68,6 +69,10 @@ class SourceSettings:
         crop_box_file: CSV of per-subject voxel boxes (:mod:`niftykit.io.crop`) that every
             source of a subject is cropped to first; the sources that name one must name
             the same file.
+        pixel_spacing: ``(rows, columns)`` mm of 2-D files (PNG, JPEG, TIFF), which carry
+            none (read as 1 mm); other formats keep their header's.
+        rgb_to_grey: colour pixels (3 or 4 channels, or a 2-D file's grey + alpha) become
+            one BT.601 grey channel.
     """
 
     name: str
@@ -76,6 +81,8 @@ class SourceSettings:
     percentile_clip: Optional[Tuple[float, float]] = None
     replace_nonfinite: Optional[float] = None
     crop_box_file: Optional[Path] = None
+    pixel_spacing: Optional[Tuple[float, float]] = None
+    rgb_to_grey: bool = False
 
 
 @dataclass
@@ -138,8 +145,21 @@ class Preprocessor:
 
     # -- reading ----------------------------------------------------------------
     def read_source(self, path: Path, settings: SourceSettings, kind: str = "image") -> Image:
-        """One file, with NaN/Inf handled as the source's settings say."""
-        return read_image(path, kind, nonfinite=settings.replace_nonfinite)
+        """One file, with NaN/Inf handled, a 2-D file's pixel spacing and grey conversion
+        applied as the source's settings say."""
+        image = read_image(path, kind, nonfinite=settings.replace_nonfinite)
+        if settings.pixel_spacing is None and not settings.rgb_to_grey:
+            return image
+        is_planar = image_format(path) == "planar"
+        array, affine = image.array, image.affine
+        if settings.rgb_to_grey and (image.num_channels in (3, 4)
+                                     or (is_planar and image.num_channels == 2)):
+            array = planar_to_grey(array)
+        if settings.pixel_spacing is not None and is_planar:
+            affine = planar_affine(settings.pixel_spacing)
+        if array is image.array and affine is image.affine:
+            return image
+        return Image(array, affine, image.path, image.xform_codes)
 
     def _read_files(self, subject: Subject) -> List[Image]:
         """The subject's image sources as stored, checked to share one grid."""
