@@ -99,19 +99,9 @@ class BoundarySegmentationApplication(SegmentationApplication):
     # -- model --------------------------------------------------------------------
     def build_network(self) -> Any:
         """``network.name`` with ``num_classes + 1`` output channels (the last: boundary)."""
-        net, window = self.config.network, self.training_window()
-        try:
-            return self.network_class()(
-                name="network", num_classes=self.num_classes + 1,
-                spatial_rank=2 if window[2] == 1 else 3, activation=net.activation_function,
-                weight_initializer=net.weight_initializer,
-                weight_initializer_args=dict(net.weight_initializer_args or {}),
-                bias_initializer=net.bias_initializer,
-                bias_initializer_args=dict(net.bias_initializer_args or {}),
-                decay=net.decay, reg_type=net.reg_type, **self.network_params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{self.config.source}: [network] params: cannot build "
-                              f"'{net.name}': {exc}") from exc
+        window = self.training_window()
+        return self.instantiate_network(self.num_classes + 1, 2 if window[2] == 1 else 3,
+                                        params=self.network_params)
 
     def loss(self, outputs: Any, batch: Mapping[str, Any]) -> Any:
         """``training.loss_type`` on the class channels + ``boundary_weight`` × the binary

@@ -196,19 +196,16 @@ class WeakLocalisationApplication(ClassificationApplication):
     def build_network(self) -> Any:
         """``network.name`` without this application's keys; at inference its class
         activation maps (:func:`class_activation_maps`) instead of its logits."""
-        net, window = self.config.network, self.training_window()
+        window = self.training_window()
+        network = self.instantiate_network(self.num_classes, 2 if window[2] == 1 else 3,
+                                           params=self.network_params)
+        if self.phase != "inference":
+            return network
         try:
-            network = self.network_class()(
-                name="network", num_classes=self.num_classes,
-                spatial_rank=2 if window[2] == 1 else 3, activation=net.activation_function,
-                weight_initializer=net.weight_initializer,
-                weight_initializer_args=dict(net.weight_initializer_args or {}),
-                bias_initializer=net.bias_initializer,
-                bias_initializer_args=dict(net.bias_initializer_args or {}),
-                decay=net.decay, reg_type=net.reg_type, **self.network_params)
-            return class_activation_maps(network) if self.phase == "inference" else network
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{self.config.source}: [network] name: '{net.name}': {exc}") from exc
+            return class_activation_maps(network)
+        except ValueError as exc:
+            raise ConfigError(f"{self.config.source}: [network] name: "
+                              f"'{self.config.network.name}': {exc}") from exc
 
     # -- inference ----------------------------------------------------------------
     def cam_index(self) -> int:

@@ -237,9 +237,11 @@ class BaseApplication:
         """The Keras model; must be called inside the engine's strategy scope."""
         raise NotImplementedError
 
-    def instantiate_network(self, num_classes: int, spatial_rank: int = 3) -> Any:
+    def instantiate_network(self, num_classes: int, spatial_rank: int = 3,
+                            params: Optional[Mapping[str, Any]] = None) -> Any:
         """``network.name`` built with NiftyNet's common arguments and ``network.params``
-        (which may override ``num_classes``).
+        (which may override ``num_classes``); ``params`` replaces ``network.params``, e.g.
+        without an application's own keys.
 
         Raises:
             ConfigError: the network rejects its parameters (naming ``network.params``).
@@ -252,7 +254,7 @@ class BaseApplication:
             bias_initializer=net.bias_initializer,
             bias_initializer_args=dict(net.bias_initializer_args or {}),
             decay=net.decay, reg_type=net.reg_type)
-        kwargs.update(net.params or {})
+        kwargs.update((net.params or {}) if params is None else params)
         try:
             return self.network_class()(name="network", **kwargs)
         except (TypeError, ValueError) as exc:
