@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from niftykit.application import make_application
 from niftykit.errors import ConfigError, DataError
 from niftykit.io import Image, Subject, read_image, write_image
 
@@ -96,15 +97,6 @@ def _config(config: Any, overrides: Sequence[str] = (),
     return loaded
 
 
-def _application(config: Any) -> Any:
-    from niftykit.application import APPLICATIONS, BaseApplication
-    cls = APPLICATIONS.get(config.application)
-    if not (isinstance(cls, type) and issubclass(cls, BaseApplication)):
-        raise ConfigError(f"{config.source}: application '{config.application}' is not a "
-                          "niftykit.application.BaseApplication subclass")
-    return cls(config)
-
-
 # -- the commands -----------------------------------------------------------------------
 def train(config: Any, *, overwrite: bool = False, overrides: Sequence[str] = (),
           **settings: Any) -> Path:
@@ -114,7 +106,7 @@ def train(config: Any, *, overwrite: bool = False, overrides: Sequence[str] = ()
         The checkpoint folder ``<model_dir>/models``.
     """
     from niftykit.engine import train as run
-    return Path(run(_application(_config(config, overrides, settings)), overwrite=overwrite))
+    return Path(run(make_application(_config(config, overrides, settings)), overwrite=overwrite))
 
 
 def infer(config: Any, *, images: Optional[Sequence[PathLike]] = None,
@@ -192,7 +184,7 @@ def evaluate(config: Any, *, overwrite: bool = False, overrides: Sequence[str] =
         ``.table()`` (the text printed by the command).
     """
     from niftykit.engine.evaluation import run_evaluation
-    return run_evaluation(_application(_config(config, overrides, settings)),
+    return run_evaluation(make_application(_config(config, overrides, settings)),
                           overwrite=overwrite)
 
 
@@ -210,7 +202,7 @@ def export(config: Any, out: Optional[PathLike] = None, *, iteration: Any = None
         The export folder.
     """
     from niftykit.engine.export import export as run
-    return run(_application(_config(config, overrides, settings)),
+    return run(make_application(_config(config, overrides, settings)),
                Path(out) if out is not None else None, iteration=iteration, overwrite=overwrite)
 
 
@@ -269,7 +261,7 @@ class Model:
                  export_dir: Optional[Path] = None) -> None:
         from niftykit.engine.runtime import import_tensorflow
         self.config, self.export_dir = config, export_dir
-        self.app = _application(config)
+        self.app = make_application(config)
         self._tf = import_tensorflow(config.system.cuda_devices)
         self._network = network
         self.iteration: Optional[int] = None

@@ -251,12 +251,8 @@ def _load(args: argparse.Namespace, overrides: List[str], check: bool = True) ->
 
 
 def _application(config: Any) -> Any:
-    from niftykit.application import APPLICATIONS, BaseApplication
-    cls = APPLICATIONS.get(config.application)
-    if not (isinstance(cls, type) and issubclass(cls, BaseApplication)):
-        raise ConfigError(f"{config.source}: application '{config.application}' is not a "
-                          "niftykit.application.BaseApplication subclass")
-    return cls(config)
+    from niftykit.application import make_application  # not at import: `--help` stays instant
+    return make_application(config)
 
 
 def _train(args: argparse.Namespace, overrides: List[str]) -> int:

@@ -7,8 +7,8 @@ a user's own subclass of :class:`~niftykit.application.base.BaseApplication`.
 
 from niftykit.application.base import BaseApplication
 from niftykit.application.classification import ClassificationApplication
-from niftykit.application.registry import APPLICATIONS
+from niftykit.application.registry import APPLICATIONS, make_application
 from niftykit.application.regression import RegressionApplication
 
 __all__ = ["APPLICATIONS", "BaseApplication", "ClassificationApplication",
-           "RegressionApplication"]
+           "RegressionApplication", "make_application"]

@@ -48,6 +48,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from niftykit.application import make_application
 from niftykit.engine.evaluation import STATISTICS, statistics
 from niftykit.errors import ConfigError, DataError
 from niftykit.io import (
@@ -269,15 +270,6 @@ def _trained(fold_dir: Path, max_iter: int) -> bool:
     return latest is not None and latest >= max_iter
 
 
-def _application(config: Any) -> Any:
-    from niftykit.application import APPLICATIONS, BaseApplication
-    cls = APPLICATIONS.get(config.application)
-    if not (isinstance(cls, type) and issubclass(cls, BaseApplication)):
-        raise ConfigError(f"{config.source}: application '{config.application}' is not a "
-                          "niftykit.application.BaseApplication subclass")
-    return cls(config)
-
-
 def _load(config: Any, overrides: Sequence[str]) -> Any:
     from niftykit.config import check_supported, load_config
     loaded = load_config(config, list(overrides))
@@ -299,11 +291,11 @@ def _run_fold(config: Any, overrides: List[str], fold: int, fold_dir: Path, debu
         start = "-1" if latest is not None else "0"
         if latest is not None:
             log.info("fold %d: resuming training from the checkpoint of iteration %d", fold, latest)
-        app = _application(_load(config, overrides + [f"training.starting_iter={start}"]))
+        app = make_application(_load(config, overrides + [f"training.starting_iter={start}"]))
         train(app, overwrite=False, debug=debug)
         write_text(fold_dir / TRAINED, json.dumps(
             {"max_iter": max_iter, "latest": _latest_checkpoint(fold_dir)}) + "\n", overwrite=True)
-    app = _application(probe)
+    app = make_application(probe)
     infer(app, overwrite=True, debug=debug)
     run_evaluation(app, overwrite=True)
     keras = sys.modules.get("keras")
@@ -413,7 +405,7 @@ def run_crossval(config: Any, overrides: Sequence[str] = (), *, folds: int,
     if only is not None and not 0 <= only < folds:
         raise ConfigError(f"crossval: --fold {only} is not among the folds 0..{folds - 1}")
     out = Path(out).absolute() if out is not None else Path(base.system.model_dir) / "crossval"
-    subjects = [s.id for s in _application(base).subjects("all")]
+    subjects = [s.id for s in make_application(base).subjects("all")]
     if base.training.exclude_fraction_for_inference > 0:
         log.info("crossval: training.exclude_fraction_for_inference is not used; each fold's "
                  "held-out subjects are its inference set")

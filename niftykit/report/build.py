@@ -111,10 +111,10 @@ def pick_cases(rows: List[Mapping[str, Any]], count: int) -> List[str]:
 
 def _case_sources(config: Any) -> Dict[str, Tuple[Path, Path]]:
     """Subject -> (first image file, reference label file) of a segmentation config."""
-    from niftykit.application import APPLICATIONS
+    from niftykit.application import make_application
     if config.segmentation is None:
         return {}
-    app = APPLICATIONS.get(config.application)(config)
+    app = make_application(config)
     image, label = app.task.image[0], app.task.label[0] if app.task.label else None
     if label is None:
         return {}
