@@ -8,6 +8,8 @@ them in ``get_config``. Subclasses add their own architecture parameters.
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Any, Dict, Mapping, Optional
 
 import keras
@@ -69,6 +71,14 @@ class BaseNet(keras.Model):
     #: ``call``: resizes to the input's grid, coordinate channels); its SavedModel then
     #: serves that window shape only, and inference traces it per window shape.
     fixed_window = False
+
+    @classmethod
+    def setting(cls, params: Mapping[str, Any], key: str) -> Any:
+        """``params[key]``, or the constructor's default for it (the window rules read the
+        network's settings without repeating its defaults)."""
+        if key in params:
+            return params[key]
+        return inspect.signature(cls.__init__).parameters[key].default
 
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:

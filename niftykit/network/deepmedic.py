@@ -120,10 +120,10 @@ class DeepMedic(BaseNet):
                                  f"than the {skip} its shortcut carries")
 
     # -- window contract --------------------------------------------------------------
-    @staticmethod
-    def _geometry(params: Mapping[str, Any]) -> tuple:
-        n = len(params.get("conv_features", _CONV_FEATURES))
-        return 2 * n, int(params.get("d_factor", 3))
+    @classmethod
+    def _geometry(cls, params: Mapping[str, Any]) -> tuple:
+        n = len(cls.setting(params, "conv_features"))
+        return 2 * n, int(cls.setting(params, "d_factor"))
 
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:

@@ -196,7 +196,7 @@ class DenseVNet(BaseNet):
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:
         """One stride-2 convolution at the input and one between stacks: 8 for three stacks."""
-        return 2 ** len(params.get("n_dense_channels", _DEFAULT_DENSE))
+        return 2 ** len(cls.setting(params, "n_dense_channels"))
 
     def _build_layers(self) -> None:
         conv_kwargs = self.conv_kwargs(bias=True)

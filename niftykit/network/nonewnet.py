@@ -112,7 +112,7 @@ class NoNewNet(BaseNet):
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:
         """Windows divisible by ``2 ** (levels - 1)`` (16 for five levels)."""
-        return 2 ** (len(params.get("n_features", (30, 60, 120, 240, 480))) - 1)
+        return 2 ** (len(cls.setting(params, "n_features")) - 1)
 
     def _block(self, widths: Sequence[int], prefix: str) -> list:
         layers = []

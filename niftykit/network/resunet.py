@@ -65,7 +65,6 @@ as ``(x, y, 1)``: the parameter count is then MONAI's with ``spatial_dims=2``.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -154,15 +153,9 @@ class ResUNet(BaseNet):
 
     # -- the window contract ---------------------------------------------------------
     @classmethod
-    def _setting(cls, params: Mapping[str, Any], key: str) -> Any:
-        if key in params:
-            return params[key]
-        return inspect.signature(cls.__init__).parameters[key].default
-
-    @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:
         """The product of the strides (MONAI's rule; 4 for two strides of 2)."""
-        return int(math.prod(int(s) for s in cls._setting(params, "strides")))
+        return int(math.prod(int(s) for s in cls.setting(params, "strides")))
 
     # -- layers ----------------------------------------------------------------------
     def _adn(self, filters: int, prefix: str) -> list:

@@ -23,7 +23,6 @@ stored as ``(x, y, 1)``.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import keras
@@ -94,30 +93,23 @@ class UNet3D(BaseNet):
 
     # -- the window contract ---------------------------------------------------------
     @classmethod
-    def _setting(cls, params: Mapping[str, Any], key: str) -> Any:
-        """``params[key]``, or the constructor's default for it."""
-        if key in params:
-            return params[key]
-        return inspect.signature(cls.__init__).parameters[key].default
-
-    @classmethod
     def _valid(cls, params: Mapping[str, Any]) -> bool:
         """Whether ``params`` ask for valid padding (case-insensitive, like NiftyNet's VALID)."""
-        return str(cls._setting(params, "padding")).lower() == "valid"
+        return str(cls.setting(params, "padding")).lower() == "valid"
 
     @classmethod
     def _shrink(cls, params: Mapping[str, Any]) -> int:
         """Voxels lost along an axis by one level's convolutions (0 when same-padded)."""
         if not cls._valid(params):
             return 0
-        return int(cls._setting(params, "n_convs")) * (int(cls._setting(params, "kernel_size")) - 1)
+        return int(cls.setting(params, "n_convs")) * (int(cls.setting(params, "kernel_size")) - 1)
 
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:
         """Same padding: windows divisible by ``2 ** (levels - 1)``; valid: see :meth:`output_size`."""
         if cls._valid(params):
             return 1
-        return 2 ** (len(cls._setting(params, "n_features")) - 1)
+        return 2 ** (len(cls.setting(params, "n_features")) - 1)
 
     @classmethod
     def output_size(cls, size: int, params: Mapping[str, Any]) -> Optional[int]:
@@ -130,7 +122,7 @@ class UNet3D(BaseNet):
         """
         if not cls._valid(params):
             return super().output_size(size, params)
-        shrink, levels = cls._shrink(params), len(cls._setting(params, "n_features"))
+        shrink, levels = cls._shrink(params), len(cls.setting(params, "n_features"))
         size = int(size)
         for _ in range(levels - 1):
             size -= shrink
@@ -156,7 +148,7 @@ class UNet3D(BaseNet):
         """The accepted sizes in words; for valid padding, ``offset + step * k``."""
         if not cls._valid(params):
             return super().window_rule(params)
-        levels, shrink = len(cls._setting(params, "n_features")), cls._shrink(params)
+        levels, shrink = len(cls.setting(params, "n_features")), cls._shrink(params)
         step, offset = 2 ** (levels - 1), shrink * (2 ** levels - 1)
         minimum = cls.window_minimum(params)
         rule = (f"with (size - {offset}) divisible by {step}" if offset else f"divisible by {step}"

@@ -70,7 +70,7 @@ class VNet(BaseNet):
     @classmethod
     def window_divisor(cls, params: Mapping[str, Any]) -> int:
         """Windows divisible by ``2 ** (levels - 1)`` (16 for five levels)."""
-        return 2 ** (len(params.get("n_features", (16, 32, 64, 128, 256))) - 1)
+        return 2 ** (len(cls.setting(params, "n_features")) - 1)
 
     def _unit(self, layer: keras.layers.Layer, filters: int, prefix: str, act: bool = True) -> list:
         """``layer``, then normalisation, then (unless ``act`` is False) the activation."""
