@@ -131,17 +131,15 @@ class BaseApplication:
         """Names a subject's preprocessed volumes: changes whenever a file or setting does."""
         digest = hashlib.sha1(repr((self.config.inputs, self.config.network, self.task,
                                     with_label)).encode())
-        for name, path in sorted(subject.paths.items()):
+        boxes = {f"crop_box_file={s.crop_box_file}": s.crop_box_file
+                 for s in self.config.inputs.values() if s.crop_box_file is not None}
+        for name, path in sorted({**subject.paths, **boxes}.items()):  # an edited box re-crops
             stat = Path(path).stat() if Path(path).exists() else None
             digest.update(f"{name}={path}:{stat.st_size if stat else 0}:"
                           f"{stat.st_mtime_ns if stat else 0}".encode())
         ref = Path(self.config.network.histogram_ref_file)
         if ref.exists():
             digest.update(ref.read_bytes())
-        for box_file in sorted({str(s.crop_box_file) for s in self.config.inputs.values()
-                                if s.crop_box_file is not None}):
-            if Path(box_file).is_file():  # an edited box re-crops the subject
-                digest.update(Path(box_file).read_bytes())
         return f"{subject.id}-{digest.hexdigest()[:16]}"
 
     def make_sampler(self, rng: np.random.Generator,
