@@ -126,7 +126,14 @@ def load_or_create_split(
     if validation_fraction <= 0 and inference_fraction <= 0:
         return {s: "training" for s in ids}
     split = _create_split(ids, validation_fraction, inference_fraction, seed)
-    write_csv(split_file, split.items())
+    try:
+        write_csv(split_file, split.items())
+    except DataError:
+        # another process (a second worker of the same run) wrote it since the check above:
+        # the same seed gives the same split; anything else is an error
+        if not split_file.exists() or _read_split(split_file, set(ids)) != split:
+            raise
+        return split
     logger.info("wrote dataset split %s", split_file)
     return split
 

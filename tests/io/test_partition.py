@@ -159,3 +159,29 @@ def test_existing_fold_file_is_kept_unless_overwrite(tmp_path):
     assert not (tmp_path / "fold_0.csv").exists()  # nothing written when one file is in the way
     write_folds(tmp_path, SUBJECTS, 3, seed=1, overwrite=True)
     assert (tmp_path / "fold_0.csv").exists() and (tmp_path / "fold_2.csv").read_text() != before
+
+
+def test_a_split_written_meanwhile_by_another_worker_is_used_if_it_is_the_same(tmp_path, monkeypatch):
+    """Two workers of one run draw the same seeded split; the second to write finds the file."""
+    import niftykit.io.partition as partition
+
+    ids = [f"s{i}" for i in range(10)]
+    path = tmp_path / "split.csv"
+    real = partition.write_csv
+
+    def other_worker_first(target, rows, **kwargs):
+        rows = list(rows)
+        real(target, rows)             # the other worker's file appears ...
+        return real(target, rows, **kwargs)   # ... so this write finds it and refuses
+
+    monkeypatch.setattr(partition, "write_csv", other_worker_first)
+    split = load_or_create_split(path, ids, inference_fraction=0.3, seed=1)
+    assert split == load_or_create_split(path, ids)
+
+    def other_split_first(target, rows, **kwargs):
+        real(target, [(s, "training") for s in ids])
+        return real(target, list(rows), **kwargs)
+
+    monkeypatch.setattr(partition, "write_csv", other_split_first)
+    with pytest.raises(DataError, match="exists"):
+        load_or_create_split(tmp_path / "other.csv", ids, inference_fraction=0.3, seed=1)
