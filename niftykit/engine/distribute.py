@@ -40,6 +40,7 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from niftykit.engine.checkpoint import Checkpointer, TrainingState
+from niftykit.engine.runtime import accurate_bias_gradient
 from niftykit.errors import ConfigError
 
 __all__ = ["make_strategy", "mirrored_devices", "is_chief", "local_replicas", "pipeline_seed",
@@ -265,6 +266,7 @@ def replica_steps(loss_fn: Callable[[Any, Mapping[str, Any]], Any], model: Any, 
         ``train_step(batch) -> (mean loss, network outputs of the first window)`` and
         ``eval_step(batch) -> mean loss``.
     """
+    accurate_bias_gradient(tf)  # TensorFlow's own sums bfloat16 in bfloat16
     replicas = strategy.num_replicas_in_sync
     mean = tf.distribute.ReduceOp.MEAN
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from niftykit.errors import NiftykitError
 
-__all__ = ["import_tensorflow", "precision_policy", "seed_everything"]
+__all__ = ["import_tensorflow", "precision_policy", "seed_everything", "accurate_bias_gradient"]
 
 _MISSING = ("TensorFlow is not installed: pip install 'niftykit[cpu]' "
             "(or 'niftykit[gpu]' for NVIDIA GPUs)")
@@ -72,3 +72,53 @@ def precision_policy(name: str) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def _bias_add_gradient(op: Any, grad: Any) -> tuple:
+    """Gradient of ``BiasAdd``: the incoming gradient, and its sum over all but the channel
+    axis accumulated in float32 whatever the dtype (see :func:`accurate_bias_gradient`)."""
+    import tensorflow as tf
+
+    try:
+        data_format = op.get_attr("data_format")
+    except ValueError:
+        data_format = None
+    if isinstance(data_format, bytes):
+        data_format = data_format.decode()
+    data_format = data_format or "NHWC"  # eager ops record the default as None
+    rank = grad.shape.rank
+    channel = 1 if data_format.startswith("NC") else rank - 1
+    axes = [axis for axis in range(rank) if axis != channel]
+    wide = grad.dtype in (tf.bfloat16, tf.float16)
+    summed = tf.reduce_sum(tf.cast(grad, tf.float32) if wide else grad, axis=axes)
+    return grad, tf.cast(summed, grad.dtype)
+
+
+def accurate_bias_gradient(tf: Any) -> bool:
+    """Make TensorFlow's gradient of ``BiasAdd`` (every Keras convolution and dense layer
+    with a bias) sum in float32; returns whether the replacement is in place.
+
+    TensorFlow's CPU ``BiasAddGrad`` kernel accumulates bfloat16 in bfloat16: the bias
+    gradient of a 2 × 64³ × 16 tensor of values around 0.3 came out 2,304 instead of
+    158,101 (each addition to a sum above 256 rounds away; PyTorch had and fixed the same
+    bug, pytorch/pytorch#68048). Under ``mixed_bfloat16`` every bias of a 3-D network was
+    trained on a wrong gradient. ``tf.reduce_sum`` of the gradient cast to float32 is exact
+    to float32 rounding, and faster: 1.0 against 7.1 ms for 2 × 64³ × 9 in bfloat16, and
+    0.5 against 3.7 ms in float32, where the kernel is merely slow for few channels
+    (measured here, 2026-11-26). TensorFlow offers no public way to replace a registered
+    gradient, so the entry in its gradient registry is swapped (process-wide: other
+    TensorFlow code in the process gets the accurate gradient too). Where that private
+    registry has changed shape, nothing is swapped and False is returned;
+    ``tests/engine/test_bias_gradient.py`` fails then.
+    """
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+
+        entry = tf_ops._gradient_registry._registry["BiasAdd"]  # noqa: SLF001
+        if entry.get("type") is not _bias_add_gradient:
+            if "type" not in entry:
+                return False
+            entry["type"] = _bias_add_gradient
+        return True
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return False
