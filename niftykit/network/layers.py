@@ -8,7 +8,8 @@ from typing import Any, Mapping, Optional, Union
 import keras
 from keras import ops
 
-__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D"]
+__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D",
+           "BatchNorm"]
 
 ACTIVATIONS = ("relu", "relu6", "elu", "selu", "prelu", "leakyrelu", "softplus",
                "softsign", "sigmoid", "tanh")
@@ -43,7 +44,7 @@ def norm_layer(kind: Optional[str], channels: int, layer_name: str) -> Optional[
     if kind in (None, "none"):
         return None
     if kind == "batch":
-        return keras.layers.BatchNormalization(momentum=0.9, name=layer_name)
+        return BatchNorm(momentum=0.9, name=layer_name)
     if kind == "instance":
         return keras.layers.GroupNormalization(groups=-1, name=layer_name)
     if kind == "group":
@@ -102,3 +103,69 @@ class Crop3D(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "cropping": [list(c) for c in self.cropping]}
+
+
+@keras.saving.register_keras_serializable(package="niftykit")
+class BatchNorm(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose training-mode gradient is written out.
+
+    The same layer (weights, names, moving averages, ``get_config``, inference; an
+    ``isinstance`` of Keras' class) computing the same function. In training, automatic
+    differentiation of Keras' moments and normalisation builds about twenty full-size
+    element-wise ops and broadcasts (``Tile``); the closed form
+
+        ∂L/∂x = γ σ⁻¹ (∂L/∂y − mean(∂L/∂y) − x̂ · mean(∂L/∂y · x̂)),  x̂ = (x − μ) σ⁻¹,
+
+    needs two sums and one fused multiply-add over the tensor, with
+    ``∂L/∂γ = Σ ∂L/∂y · x̂`` and ``∂L/∂β = Σ ∂L/∂y``. Statistics are float32 whatever the
+    input dtype, as in Keras. The residual U-Net's training step (2 × 64³, 9 BN layers)
+    was 3 % faster in float32 and 4 % in bfloat16 (measured here, 2026-11-26).
+    TensorFlow's fused batch-norm kernel (oneDNN's on CPU, fed 5-D tensors as 4-D) was
+    4 % slower in that step, although faster for one layer alone.
+
+    Masks, renorm, synchronised statistics, an axis other than the last and other
+    backends run Keras' own code.
+    """
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        if not (training and self.trainable) or mask is not None or self.renorm or \
+                self.synchronized or self.axis not in (-1, len(inputs.shape) - 1) or \
+                keras.backend.backend() != "tensorflow":
+            return super().call(inputs, training=training, mask=mask)
+        channels = int(inputs.shape[-1])
+        # tensors, not variables: a custom gradient's function must not read variables
+        gamma = ops.cast(self.gamma, "float32") if self.scale else ops.ones((channels,))
+        beta = ops.cast(self.beta, "float32") if self.center else ops.zeros((channels,))
+        y, mean, variance = _batch_norm_train(inputs, gamma, beta, self.epsilon)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        return ops.cast(y, self.compute_dtype)
+
+
+def _batch_norm_train(inputs: Any, gamma: Any, beta: Any, epsilon: float) -> tuple:
+    """Training-mode batch norm over the last axis: (output, batch mean, biased variance)."""
+    axes = tuple(range(len(inputs.shape) - 1))
+    dtype = inputs.dtype
+
+    @ops.custom_gradient
+    def forward(x: Any, gamma: Any, beta: Any) -> Any:
+        x32 = ops.cast(x, "float32")
+        mean, variance = ops.moments(x32, axes)
+        inv = ops.rsqrt(variance + epsilon)
+        scale = gamma * inv
+        y = ops.cast(x32 * scale + (beta - mean * scale), dtype)
+
+        def grad(*args: Any, upstream: Any = None) -> tuple:
+            dy = ops.cast(args[0] if upstream is None else upstream[0], "float32")
+            count = ops.cast(ops.size(dy) // ops.shape(dy)[-1], "float32")
+            sum_dy = ops.sum(dy, axes)
+            sum_dy_xhat = (ops.sum(dy * x32, axes) - mean * sum_dy) * inv
+            # ∂L/∂x = scale·dy + a·x + b, per channel a and b
+            a = -scale * inv * sum_dy_xhat / count
+            b = -scale * sum_dy / count - a * mean
+            return ops.cast(dy * scale + x32 * a + b, dtype), sum_dy_xhat, sum_dy
+
+        return (y, ops.stop_gradient(mean), ops.stop_gradient(variance)), grad
+
+    return forward(inputs, gamma, beta)

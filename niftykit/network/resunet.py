@@ -71,7 +71,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import keras
 
 from niftykit.network.base import BaseNet
-from niftykit.network.layers import Crop3D, activation_layer
+from niftykit.network.layers import BatchNorm, Crop3D, activation_layer
 
 __all__ = ["ResUNet"]
 
@@ -164,7 +164,7 @@ class ResUNet(BaseNet):
         for item in self.adn_ordering:
             if item == "N":
                 if self.norm == "batch":
-                    layers.append(keras.layers.BatchNormalization(
+                    layers.append(BatchNorm(
                         momentum=0.9, epsilon=1e-5, name=f"{prefix}_norm"))
                 elif self.norm == "instance":
                     layers.append(keras.layers.GroupNormalization(
