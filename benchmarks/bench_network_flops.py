@@ -11,12 +11,13 @@ as the batch size; the input has one channel.
   144, 144, 1)``; ``niftykit.network.unet.UNet3D(num_classes=2, n_features=[16, 32, 64],
   norm="batch")`` as in ``training_step``, input ``(2, 64, 64, 64, 1)``. Random input
   (``numpy.random.default_rng(0)``) and random labels.
-- Step. A ``tf.function`` doing what the engine's training step (``niftykit.engine.trainer._steps``)
+- Step. A ``tf.function`` doing what the engine's training step (``niftykit.engine.distribute.replica_steps``)
   does: forward in training mode, loss, regularisation terms, ``GradientTape`` gradients of the
   trainable variables, the optimiser's ``apply_gradients``; the loss is
   ``niftykit.loss.segmentation.dice`` (labels centre-cropped to the output as
-  ``SegmentationApplication.loss`` does), the optimiser ``make_optimiser("adam", 1e-3)``. The model
-  is built under ``niftykit.engine.runtime.precision_policy(precision)`` as the trainer does.
+  ``SegmentationApplication.loss`` does), the optimiser ``make_optimiser("adam", 1e-3)``; bias
+  gradients summed in float32 as the engine has them (``niftykit.engine.runtime.accurate_bias_gradient``).
+  The model is built under ``niftykit.engine.runtime.precision_policy(precision)`` as the trainer does.
   TensorFlow's default threads (oneDNN on, XLA off).
 - Timing. Each (network, precision) runs in its own fresh process, the processes one after the
   other in rounds (the order reversed every other round); per process some warm-up steps (the
@@ -403,9 +404,11 @@ def _crop_like(labels: Any, outputs: Any) -> Any:
 
 def niftykit_worker(network: str, precision: str, size: int, batch: int, classes: int,
                     warmup: int, steps: int) -> Dict[str, Any]:
-    from niftykit.engine.runtime import import_tensorflow, precision_policy, seed_everything
+    from niftykit.engine.runtime import (accurate_bias_gradient, import_tensorflow,
+                                         precision_policy, seed_everything)
 
     tf = import_tensorflow()
+    accurate_bias_gradient(tf)  # as the engine's replica_steps does
     from niftykit.engine.optimiser import make_optimiser
     from niftykit.loss.segmentation import dice
 
@@ -418,7 +421,7 @@ def niftykit_worker(network: str, precision: str, size: int, batch: int, classes
     optimiser = make_optimiser("adam", 1e-3)
 
     @tf.function
-    def train_step(b):  # the engine's step (niftykit.engine.trainer._steps), written out
+    def train_step(b):  # the engine's step (niftykit.engine.distribute.replica_steps), written out
         with tf.GradientTape() as tape:
             outputs = model(b["image"], training=True)
             loss = dice(outputs, _crop_like(b["label"], outputs))  # as SegmentationApplication.loss
