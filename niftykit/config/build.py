@@ -122,6 +122,17 @@ def _resolve_paths(sections: list[Any], base: str, base_dir: Path) -> None:
                 setattr(section, key, tuple(resolve(path, base_dir) for path in value))
 
 
+def _resolve_param_files(params: dict, base_dir: Path) -> None:
+    """Network parameters named ``*_file`` (``keras_backbone``'s ``weights_file``) are paths:
+    a relative one resolves against the config file's folder, like the config's own paths,
+    not against the folder the command runs in."""
+    for key, value in params.items():
+        if key.endswith("_file") and isinstance(value, str) and value:
+            params[key] = str(resolve(Path(value), base_dir))
+        elif isinstance(value, dict):
+            _resolve_param_files(value, base_dir)
+
+
 def build_config(raw: RawConfig) -> Config:
     """Build and check the typed config.
 
@@ -145,6 +156,7 @@ def build_config(raw: RawConfig) -> Config:
     sections = [*inputs.values(), *fixed.values(), task_config]
     config_dir = raw.path.parent
     _resolve_paths(sections, CONFIG_DIR, config_dir)
+    _resolve_param_files(config.network.params, config_dir)
     if config.system.model_dir is None:
         config.system.model_dir = config_dir / "model"
     _resolve_paths(sections, MODEL_DIR, config.system.model_dir)

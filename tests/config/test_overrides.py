@@ -108,3 +108,16 @@ def test_one_entry_of_a_mapping_key_merges_into_the_files(minimal):
     assert config.network.params == {"n_features": [8, 16], "norm": "instance",
                                      "extra": {"depth": 2}, "weights_file": "/data/w.weights.h5"}
     assert "expected section.key=value" in _error(minimal, "training.lr.x=1")
+
+
+def test_network_file_params_resolve_against_the_config_folder(minimal, tmp_path, monkeypatch):
+    """keras_backbone's weights_file written relative to the config, run from elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(minimal, ["network.params={weights_file: weights/b.weights.h5, "
+                                   "head: {init_file: ../h.h5}, name: w_file_not}"])
+    folder = minimal.parent
+    assert config.network.params["weights_file"] == str(folder / "weights" / "b.weights.h5")
+    assert config.network.params["head"]["init_file"] == str(folder.parent / "h.h5")
+    assert config.network.params["name"] == "w_file_not"
+    absolute = load_config(minimal, ["network.params.weights_file=/data/w.weights.h5"])
+    assert absolute.network.params["weights_file"] == "/data/w.weights.h5"
