@@ -84,6 +84,13 @@ def _infer(args: argparse.Namespace, overrides: List[str]) -> int:
     model = None
     if args.model and len(args.model) > 1:
         return _infer_ensemble(args, overrides)
+    if args.model and Path(args.model[0]).expanduser().is_file():
+        # a training config given as the one model, as an ensemble member may be: its run
+        if args.config:
+            raise ConfigError(f"infer: --model {args.model[0]} is a config file; infer its "
+                              "training run with -c CONFIG (--model alone takes an export "
+                              "folder or a config, not both -c and --model CONFIG)")
+        args.config, args.model = args.model[0], None
     if args.weights or args.fusion:
         raise ConfigError("infer: --weights and --fusion are for ensembles: give --model two or "
                           "more times")

@@ -105,8 +105,9 @@ def _infer_parser(commands: Any, handlers: Mapping[str, Handler]) -> None:
                "niftykit infer --model runs/a/export --model runs/b/export --weights 0.7 0.3 "
                "--input scans/ --out fused/")
     infer.add_argument("--model", action="append", metavar="EXPORT_DIR",
-                       help="infer with an exported model instead of a training run; repeat for "
-                            "an ensemble (whose members may also be training configs)")
+                       help="infer with an exported model instead of a training run (a "
+                            "training config here is the same as -c CONFIG); repeat for an "
+                            "ensemble (whose members may also be training configs)")
     infer.add_argument("--weights", nargs="+", type=float, metavar="W",
                        help="ensemble: one weight per --model, in order (normalised to sum to 1; "
                             "default equal)")

@@ -123,6 +123,16 @@ def test_segmentation_mean_of_probabilities_on_the_input_grid(seg):
     assert main(["infer", *members, "--out", str(root / "fused")]) == 2  # no silent overwrite
 
 
+def test_a_lone_training_config_as_model_is_its_run(seg, capsys):
+    root, image, _, _, b_config, _, pb = seg
+    assert main(["infer", "--model", str(b_config), "--input", str(image),
+                 "--out", str(root / "lone"), *PROB]) == 0
+    np.testing.assert_allclose(_array(root / "lone" / NAME), pb, atol=1e-5)
+    assert main(["infer", "-c", str(b_config), "--model", str(b_config), "--input", str(image),
+                 "--out", str(root / "lone2")]) == 2
+    assert "is a config file" in capsys.readouterr().err
+
+
 def test_segmentation_weights_a_training_config_member_and_vote(seg):
     from niftykit import api
     root, image, a, b, b_config, pa, pb = seg
