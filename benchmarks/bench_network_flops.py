@@ -610,8 +610,8 @@ def run(quick: bool = False, steps: Optional[int] = None, rounds: Optional[int] 
                       "not this CPU's peak (disturbed, or TensorFlow's MatMul kernel is the slower one)")
     threads = next(s["threads"] for k, s in pooled.items() if not k.endswith("/torch"))
     setup = (f"\"× 1\" / \"× 2\" of the issue read as the batch size; 1-channel input, random labels (Dense V-Net 9 "
-             f"classes, U-Net 2). Step = a `tf.function` doing what the engine's `trainer._steps` does (forward "
-             f"in training mode, Dice, gradients, Adam apply); each (network, precision) in a fresh process, {rounds} round(s), "
+             f"classes, U-Net 2). Step = a `tf.function` doing what the engine's `replica_steps` does (forward "
+             f"in training mode, Dice, gradients with bias gradients summed in float32, Adam apply); each (network, precision) in a fresh process, {rounds} round(s), "
              + ", ".join(f"{n}: {v['warmup']} warm-up + {v['steps']} timed steps" for n, v in nets.items())
              + f" per process; median and min–max over the timed steps. GFLOP/step counted from the traced step "
              f"graph (and the function graphs it calls): 2 × multiply-accumulates of the convolution and matmul "

@@ -5,7 +5,7 @@ The network, loss, optimiser and step are the trainer's own: the config of
 random flips + rotation ±10° + scaling ±10%, 8 windows per volume visit, 2 sampler workers, batch 2)
 gives ``SegmentationApplication.build_network()`` = ``UNet3D(num_classes=9, n_features=[16, 32, 64],
 norm="batch")``, ``app.loss`` = ``niftykit.loss.segmentation.dice``, ``make_optimiser("adam", 1e-3)``,
-and the step is ``niftykit.engine.trainer._steps`` (a ``tf.function``: GradientTape, loss,
+and the step is ``niftykit.engine.distribute.replica_steps`` (a ``tf.function``: GradientTape, loss,
 ``apply_gradients``). Each step is timed as ``trainer._loop`` times an iteration:
 ``float(train_step(batch))``, with the batch's fetch included.
 
@@ -54,6 +54,7 @@ TARGET = 1.05
 
 def worker(mode: str, config_path: str, warmup: int, steps: int) -> Dict[str, Any]:
     from niftykit.engine import trainer
+    from niftykit.engine.distribute import replica_steps
     from niftykit.engine.optimiser import make_optimiser
     from niftykit.engine.runtime import precision_policy
 
@@ -80,8 +81,8 @@ def worker(mode: str, config_path: str, warmup: int, steps: int) -> Dict[str, An
         model = app.build_network()
         model({k: tf.zeros((1,) + tuple(s), dtype=d) for k, (s, d) in spec.items()}["image"])
     optimiser = make_optimiser(cfg.training.optimiser, cfg.training.lr)
-    train_step, _ = trainer._steps(app, model, optimiser, model.trainable_variables,
-                                   tf.distribute.get_strategy(), 0.0, tf)
+    train_step, _ = replica_steps(app.loss, model, optimiser, model.trainable_variables,
+                                  tf.distribute.get_strategy(), 0.0, tf)
 
     times: List[float] = []
     fetches: List[float] = []
