@@ -163,7 +163,9 @@ def _split(args: argparse.Namespace, overrides: List[str]) -> int:
     from niftykit.io import load_or_create_split, write_folds
     config = _load(args, overrides, check=False)
     app = _application(config)
-    subjects = [s.id for s in app.subjects("all")]
+    found = app.subjects("all")
+    subjects = [s.id for s in found]
+    strata = app.split_strata(found) if config.training.stratify_split else None
     if args.folds is None:
         split_file = config.system.dataset_split_file
         if split_file.exists() and not args.overwrite:
@@ -172,7 +174,7 @@ def _split(args: argparse.Namespace, overrides: List[str]) -> int:
         split = load_or_create_split(
             split_file, subjects, seed=config.system.seed,
             validation_fraction=config.training.exclude_fraction_for_validation,
-            inference_fraction=config.training.exclude_fraction_for_inference)
+            inference_fraction=config.training.exclude_fraction_for_inference, strata=strata)
         counts = {phase: list(split.values()).count(phase)
                   for phase in ("training", "validation", "inference")}
         log.info("%s: %s", split_file if split_file.exists() else "no split file needed (no "
@@ -181,7 +183,7 @@ def _split(args: argparse.Namespace, overrides: List[str]) -> int:
     out = Path(args.out) if args.out else Path(config.system.model_dir) / "folds"
     files = write_folds(out, subjects, args.folds, seed=config.system.seed,
                         validation_fraction=config.training.exclude_fraction_for_validation,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, strata=strata)
     for index, path in enumerate(files):
         log.info("fold %d: %s", index, path)
     log.info("train fold k with: niftykit train -c %s --set system.dataset_split_file=%s "

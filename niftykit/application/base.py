@@ -89,7 +89,17 @@ class BaseApplication:
         if phase == "inference" and self.config.inference.dataset_to_infer:
             wanted = self.config.inference.dataset_to_infer
         return select_phase(found, self.config.system, self.config.training, wanted,
-                            create=(phase == "training"))
+                            create=(phase == "training"), strata=self.split_strata)
+
+    def split_strata(self, subjects: Sequence[Subject]) -> Dict[str, Any]:
+        """Each subject's class, to draw a stratified split by (``training.stratify_split``).
+
+        Applications with one class per subject override this (classification); here it
+        is a config error, since there is nothing to stratify by.
+        """
+        raise ConfigError(f"{self.config.source}: [training] stratify_split: application "
+                          f"'{self.config.application}' has no class per subject to stratify "
+                          "the split by (classification has); remove the key")
 
     def prepare(self, phase: str, subjects: Sequence[Subject]) -> None:
         """Learn (``training``) or load the data-dependent preprocessing before a phase runs."""

@@ -194,6 +194,10 @@ class ClassificationApplication(BaseApplication):
             raise DataError(f"{where}: label value {value:g} is not a whole number")
         return int(value), where
 
+    def split_strata(self, subjects: Sequence[Subject]) -> Dict[str, Any]:
+        """Each subject's label code (from its CSV row or label image)."""
+        return {subject.id: self.label_code(subject)[0] for subject in subjects}
+
     def label_index(self, subject: Subject) -> int:
         """A subject's class index 0..num_classes-1."""
         code, where = self.label_code(subject)

@@ -6,7 +6,7 @@ discovery functions, so every application finds its data the same way.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from niftykit.errors import DataError
 from niftykit.io import (PHASES, Subject, find_files, load_or_create_split, match_subjects,
@@ -62,13 +62,17 @@ def discover_subjects(inputs: Mapping[str, object], sources: Sequence[str],
 
 
 def select_phase(subjects: Sequence[Subject], system: object, training: object,
-                 phase: str, *, create: bool) -> List[Subject]:
+                 phase: str, *, create: bool,
+                 strata: Optional[Callable[[Sequence[Subject]], Mapping[str, Any]]] = None
+                 ) -> List[Subject]:
     """The subjects of one partition (``training``, ``validation``, ``inference`` or ``all``).
 
     The split comes from ``system.dataset_split_file``; when that file does not
     exist and ``create`` is true (training) it is made from the
-    ``exclude_fraction_for_*`` settings with ``system.seed``. Without a split
-    file every subject is a training subject, and ``inference`` means all.
+    ``exclude_fraction_for_*`` settings with ``system.seed``, per class when
+    ``training.stratify_split`` is set (``strata`` gives each subject's class; it is
+    called only then). Without a split file every subject is a training subject, and
+    ``inference`` means all.
     """
     if phase == "all":
         return list(subjects)
@@ -77,10 +81,14 @@ def select_phase(subjects: Sequence[Subject], system: object, training: object,
     split_file = system.dataset_split_file
     if not split_file.exists() and not create:
         return list(subjects) if phase in ("training", "inference") else []
+    drawing = not split_file.exists() and (training.exclude_fraction_for_validation > 0
+                                           or training.exclude_fraction_for_inference > 0)
+    classes = strata(subjects) if drawing and strata is not None and \
+        getattr(training, "stratify_split", False) else None
     split = load_or_create_split(
         split_file, [s.id for s in subjects],
         validation_fraction=training.exclude_fraction_for_validation,
         inference_fraction=training.exclude_fraction_for_inference,
-        seed=system.seed)
+        seed=system.seed, strata=classes)
     chosen = set(subjects_in_phase(split, phase))
     return [s for s in subjects if s.id in chosen]

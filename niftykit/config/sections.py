@@ -283,6 +283,9 @@ class TrainingConfig:
     validation_max_iter: int = option(1, Int(ge=1), True)
     exclude_fraction_for_validation: float = option(0.0, Float(ge=0, lt=1), True)
     exclude_fraction_for_inference: float = option(0.0, Float(ge=0, lt=1), True)
+    # niftykit: draw the split (and `niftykit split --folds` / crossval folds) per class, so
+    # that each partition keeps the classes' proportions (classification).
+    stratify_split: bool = option(False, Bool(), True)
     # Transfer learning: regular expressions searched in variable paths such as
     # network/down0_conv0/kernel. vars_to_restore: only the matching weights come from the
     # checkpoint (training.restore_from for a new run, else the one resumed); vars_to_freeze:

@@ -231,13 +231,13 @@ def fold_overrides(base: Any, fold_dir: Path, split_file: Path) -> List[str]:
 
 
 def _split_files(base: Any, subjects: List[str], folds: int, split_dir: Path,
-                 overwrite: bool) -> List[Path]:
+                 overwrite: bool, strata: Optional[Mapping[str, Any]] = None) -> List[Path]:
     """The fold files: written, or (resuming) checked against the subjects."""
     paths = [split_dir / f"fold_{k}.csv" for k in range(folds)]
     fraction = base.training.exclude_fraction_for_validation
     if overwrite or not any(p.exists() for p in paths):
         return write_folds(split_dir, subjects, folds, seed=base.system.seed,
-                           validation_fraction=fraction, overwrite=overwrite)
+                           validation_fraction=fraction, overwrite=overwrite, strata=strata)
     held: List[str] = []
     for path in paths:
         if not path.exists():
@@ -405,11 +405,14 @@ def run_crossval(config: Any, overrides: Sequence[str] = (), *, folds: int,
     if only is not None and not 0 <= only < folds:
         raise ConfigError(f"crossval: --fold {only} is not among the folds 0..{folds - 1}")
     out = Path(out).absolute() if out is not None else Path(base.system.model_dir) / "crossval"
-    subjects = [s.id for s in make_application(base).subjects("all")]
+    app = make_application(base)
+    found = app.subjects("all")
+    subjects = [s.id for s in found]
+    strata = app.split_strata(found) if base.training.stratify_split else None
     if base.training.exclude_fraction_for_inference > 0:
         log.info("crossval: training.exclude_fraction_for_inference is not used; each fold's "
                  "held-out subjects are its inference set")
-    files = _split_files(base, subjects, folds, out / "folds", overwrite)
+    files = _split_files(base, subjects, folds, out / "folds", overwrite, strata)
     _manifest(out, config, base, folds, files, subjects)
     for fold in ([only] if only is not None else range(folds)):
         fold_dir = out / f"fold_{fold}"

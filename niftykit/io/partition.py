@@ -11,7 +11,7 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,7 +63,32 @@ def _count(fraction: float, n: int) -> int:
     return math.ceil(round(fraction * n, 9)) if fraction > 0 else 0
 
 
-def _create_split(ids: list[str], validation_fraction: float, inference_fraction: float, seed: int) -> dict[str, str]:
+def _order(ids: list[str], rng: np.random.Generator, strata: Mapping[str, Hashable] | None) -> np.ndarray:
+    """A random order of ``ids``' indices; with ``strata``, one in which every stratum is spread
+    evenly, so that any run of it holds each stratum in proportion (within one subject).
+
+    Each stratum's members, shuffled, take the positions ``(j + u) / n`` (``j`` their rank,
+    ``n`` the stratum's size, ``u`` a random offset of the stratum), and the order sorts
+    the positions (ties at random): any ``k`` consecutive subjects are a proportional sample
+    (systematic sampling). Not every ``K``-th subject: that can alias with a stratum.
+    """
+    if strata is None:
+        return rng.permutation(len(ids))
+    missing = [s for s in ids if s not in strata]
+    if missing:
+        raise DataError(f"no class for subject(s) {_shorten(missing)} to stratify the split by")
+    position = np.empty(len(ids))
+    groups: dict[Hashable, list[int]] = {}
+    for index, subject in enumerate(ids):
+        groups.setdefault(strata[subject], []).append(index)
+    for key in sorted(groups, key=str):
+        members = np.array(groups[key])[rng.permutation(len(groups[key]))]
+        position[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    return np.lexsort((rng.random(len(ids)), position))
+
+
+def _create_split(ids: list[str], validation_fraction: float, inference_fraction: float, seed: int,
+                  strata: Mapping[str, Hashable] | None = None) -> dict[str, str]:
     for name, value in (("validation", validation_fraction), ("inference", inference_fraction)):
         if not 0.0 <= value < 1.0:
             raise DataError(f"exclude_fraction_for_{name} = {value} must be in [0, 1)")
@@ -73,7 +98,7 @@ def _create_split(ids: list[str], validation_fraction: float, inference_fraction
             f"{len(ids)} subject(s) cannot give {n_val} for validation and {n_inf} for inference and still "
             "leave one for training; lower exclude_fraction_for_validation / exclude_fraction_for_inference"
         )
-    order = np.random.default_rng(seed).permutation(len(ids))
+    order = _order(ids, np.random.default_rng(seed), strata)
     phases = ["validation"] * n_val + ["inference"] * n_inf + ["training"] * (len(ids) - n_val - n_inf)
     assigned = {ids[i]: phase for i, phase in zip(order, phases)}
     return {s: assigned[s] for s in ids}
@@ -86,6 +111,7 @@ def load_or_create_split(
     validation_fraction: float = 0.0,
     inference_fraction: float = 0.0,
     seed: int = 0,
+    strata: Mapping[str, Hashable] | None = None,
 ) -> dict[str, str]:
     """Read the dataset split file, or draw one and write it.
 
@@ -103,6 +129,9 @@ def load_or_create_split(
         validation_fraction: share of subjects excluded for validation.
         inference_fraction: share of subjects excluded for inference.
         seed: shuffling seed.
+        strata: subject id -> class; given, each class is split in proportion (the counts
+            per phase stay ``ceil(fraction * n)``; each class's share is within one
+            subject of proportional). None: a plain shuffle, as NiftyNet's.
 
     Returns:
         Subject id -> phase, in sorted id order.
@@ -125,7 +154,8 @@ def load_or_create_split(
         return {s: split[s] for s in ids if s in split}
     if validation_fraction <= 0 and inference_fraction <= 0:
         return {s: "training" for s in ids}
-    split = _create_split(ids, validation_fraction, inference_fraction, seed)
+    split = _create_split(ids, validation_fraction, inference_fraction, seed,
+                          None if strata is None else dict(strata))
     try:
         write_csv(split_file, split.items())
     except DataError:
@@ -155,7 +185,8 @@ def subjects_in_phase(split: Mapping[str, str], phase: str) -> list[str]:
 
 
 def _fold_split(
-    ids: list[str], held_out: set[str], validation_fraction: float, rng: np.random.Generator
+    ids: list[str], held_out: set[str], validation_fraction: float, rng: np.random.Generator,
+    strata: Mapping[str, Hashable] | None = None,
 ) -> dict[str, str]:
     train = [s for s in ids if s not in held_out]
     n_val = _count(validation_fraction, len(train))
@@ -164,7 +195,7 @@ def _fold_split(
             f"validation_fraction = {validation_fraction} takes all {len(train)} training subject(s) of a fold; "
             "lower it or use fewer folds"
         )
-    validation = {train[i] for i in rng.permutation(len(train))[:n_val]}
+    validation = {train[i] for i in _order(train, rng, strata)[:n_val]}
     return {s: "inference" if s in held_out else "validation" if s in validation else "training" for s in ids}
 
 
@@ -176,12 +207,14 @@ def write_folds(
     seed: int = 0,
     validation_fraction: float = 0.0,
     overwrite: bool = False,
+    strata: Mapping[str, Hashable] | None = None,
 ) -> list[Path]:
     """Write one dataset split file per fold for K-fold cross-validation.
 
     The sorted, de-duplicated ids are shuffled with
     ``np.random.default_rng(seed)`` and dealt into ``folds`` groups whose
-    sizes differ by at most one (no stratification). Fold ``k``'s file
+    sizes differ by at most one; with ``strata`` each class is dealt evenly over the folds
+    (and over each fold's validation share). Fold ``k``'s file
     ``<split_dir>/fold_<k>.csv`` (``k`` from 0) lists group ``k`` as
     ``inference`` and the other subjects as ``training``, except
     ``ceil(validation_fraction * n_train)`` of them (drawn from the same
@@ -197,6 +230,8 @@ def write_folds(
         validation_fraction: share of each fold's training subjects set
             aside for validation, in ``[0, 1)``.
         overwrite: replace existing fold files.
+        strata: subject id -> class, to stratify the folds by (see
+            :func:`load_or_create_split`).
 
     Returns:
         The K written paths, fold 0 first.
@@ -221,8 +256,12 @@ def write_folds(
     if existing and not overwrite:
         raise DataError(f"{existing[0]} exists; delete it, choose another folder, or pass overwrite / --overwrite")
     rng = np.random.default_rng(seed)
-    groups = np.array_split(rng.permutation(len(ids)), folds)
-    splits = [_fold_split(ids, {ids[i] for i in group}, validation_fraction, rng) for group in groups]
+    strata = None if strata is None else dict(strata)
+    # contiguous runs of the stratified order are proportional samples (every K-th one
+    # would alias with a stratum's period)
+    groups = np.array_split(_order(ids, rng, strata), folds)
+    splits = [_fold_split(ids, {ids[i] for i in group}, validation_fraction, rng, strata)
+              for group in groups]
     for path, split in zip(paths, splits, strict=True):
         write_csv(path, split.items(), overwrite=overwrite)
     logger.info("wrote %d fold split files in %s", folds, split_dir)

@@ -132,11 +132,13 @@ def test_without_probabilities_roc_auc_is_left_out(run, capsys):
 
 def test_label_images_with_label_normalisation(tmp_path):
     """Codes 3 and 7 in one-voxel label images: learnt, mapped to 0..1 and back; random
-    windows, flip test-time augmentation (2 iterations: format only)."""
+    windows, flip test-time augmentation (2 iterations: format only); the split drawn at
+    train time per class (exclude_fraction_for_inference 0.34 of 6: 3, with both codes)."""
     data, model = tmp_path / "data", tmp_path / "model"
     data.mkdir()
-    make_classes(data, n=6, codes=(3, 7), label_images=True)
+    codes = dict(make_classes(data, n=6, codes=(3, 7), label_images=True))
     extra = ("--set", "classification.label_normalisation=true", "--max_iter", "2",
+             "--set", "training.stratify_split=true",
              "--set", "network.window_sampling=uniform",
              "--set", "inputs.image.spatial_window_size=[8,8,8]",
              "--set", "inference.spatial_window_size=[8,8,8]", "--set", "inference.tta=flip")
@@ -144,6 +146,9 @@ def test_label_images_with_label_normalisation(tmp_path):
         assert main([command, *label_image_args(data, model, *extra)]) == 0, command
     ref = (model / "histogram_ref_file.txt").read_text()
     assert "label_label-from 3 7" in ref
+    split = dict(csv.reader((model / "dataset_split.csv").open()))
+    held = [codes[s] for s, phase in split.items() if phase == "inference"]
+    assert len(held) == 3 and sorted(set(held)) == [3, 7]  # ceil(0.34 × 6), both codes
     inferred = list(csv.reader((model / "classification" / "inferred.csv").open()))
     for subject, path in inferred:
         (row,) = read_rows(path)

@@ -185,3 +185,47 @@ def test_a_split_written_meanwhile_by_another_worker_is_used_if_it_is_the_same(t
     monkeypatch.setattr(partition, "write_csv", other_split_first)
     with pytest.raises(DataError, match="exists"):
         load_or_create_split(tmp_path / "other.csv", ids, inference_fraction=0.3, seed=1)
+
+
+def _per_class(split, strata):
+    counts = {}
+    for subject, phase in split.items():
+        counts[(phase, strata[subject])] = counts.get((phase, strata[subject]), 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_stratified_split_keeps_each_class_in_proportion(tmp_path, seed):
+    ids = [f"s{i:03d}" for i in range(80)]
+    strata = {s: ("abnormal" if i % 5 == 0 else "normal") for i, s in enumerate(ids)}  # 16 of 80
+    split = load_or_create_split(tmp_path / f"split{seed}.csv", ids, validation_fraction=0.1,
+                                 inference_fraction=0.25, seed=seed, strata=strata)
+    counts = _per_class(split, strata)
+    assert counts[("validation", "abnormal")] + counts[("validation", "normal")] == 8
+    assert counts[("inference", "abnormal")] + counts[("inference", "normal")] == 20
+    assert counts[("validation", "abnormal")] in (1, 2)  # 8 × 0.2 = 1.6
+    assert counts[("inference", "abnormal")] == 4  # 20 × 0.2
+    again = load_or_create_split(tmp_path / f"again{seed}.csv", ids, validation_fraction=0.1,
+                                 inference_fraction=0.25, seed=seed, strata=strata)
+    assert again == split
+
+
+def test_stratified_folds_deal_each_class_evenly(tmp_path):
+    ids = [f"s{i:03d}" for i in range(80)]
+    strata = {s: int(i < 16) for i, s in enumerate(ids)}
+    paths = write_folds(tmp_path, ids, 5, seed=1, validation_fraction=0.1, strata=strata)
+    held = []
+    for path in paths:
+        rows = dict(line.split(",") for line in path.read_text().split())
+        counts = _per_class(rows, strata)
+        assert counts.get(("inference", 1), 0) in (3, 4)  # 16 positives over 5 folds
+        assert counts.get(("validation", 1), 0) in (1, 2)  # 7 of 64 training, 20 %
+        held += [s for s, phase in rows.items() if phase == "inference"]
+    assert sorted(held) == ids
+
+
+def test_strata_must_name_every_subject(tmp_path):
+    ids = [f"s{i:03d}" for i in range(20)]
+    with pytest.raises(DataError, match="no class for subject"):
+        load_or_create_split(tmp_path / "x.csv", ids, validation_fraction=0.2,
+                             strata={s: 0 for s in ids[1:]})
