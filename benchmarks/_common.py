@@ -54,6 +54,15 @@ def report(result: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def print_result(res: Mapping[str, Any]) -> None:
+    """A benchmark's result as the Markdown ``run.py`` records: title, setup, table, ratios."""
+    print(f"\n## {res['title']}\n\n{res['setup']}\n")
+    print("\n".join(res["table"]))
+    print()
+    for r in res["ratios"]:
+        print(f"- {r}")
+
+
 def time_calls(fn: Callable[[], Any], warmup: int, repeats: int) -> Dict[str, Any]:
     """Call ``fn`` ``warmup`` times untimed (the first one timed apart), then ``repeats`` times timed."""
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 
 NAME = "augmentation"
 TITLE = "Composed spatial augmentation (rotation + scaling + elastic) of a 128³ image and label"
@@ -262,14 +262,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"transforms are of similar size)")
     return dict(name=NAME, title=TITLE if not quick else TITLE.replace("128³", f"{n}³"), setup=setup,
                 table=lines, ratios=ratios, raw=res)
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

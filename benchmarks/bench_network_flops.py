@@ -81,7 +81,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table, time_calls
+from _common import fmt_seconds, print_result, report, run_worker, summary, table, time_calls
 
 NAME = "network_flops"
 TITLE = "Achieved GFLOP/s of training steps (Dense V-Net 144³ × 1, U-Net 64³ × 2) vs the matmul peak, CPU"
@@ -623,14 +623,6 @@ def run(quick: bool = False, steps: Optional[int] = None, rounds: Optional[int] 
              f"Threads: niftykit {threads}; torch {peaks_torch[0]['threads']}")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios,
                 raw=dict(peaks_tf=peaks_tf, peaks_torch=peaks_torch, runs=dict(raw)))
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

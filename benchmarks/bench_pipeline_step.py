@@ -39,7 +39,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 from bench_training_windows import niftykit_pipeline, write_config, write_dataset
 
 NAME = "pipeline_step"
@@ -153,14 +153,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"the trainer's loop does (fetch + `float(train_step(batch))`); median and min–max over all timed "
              f"steps of all rounds. TensorFlow default threads; sampler workers: `system.num_threads: 2`")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios, raw=raw)
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,7 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 
 NAME = "preprocessing"
 TITLE = "Read + preprocess a 512×512×200 int16 CT (.nii.gz): reorient to RAS, CT window, whitening"
@@ -249,14 +249,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"affines agree")
     return dict(name=NAME, title=TITLE if not quick else TITLE.replace("512×512×200", shape), setup=setup,
                 table=lines, ratios=ratios, raw=res)
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

@@ -54,7 +54,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 
 NAME = "sliding_window"
 TITLE = "Sliding-window inference, 512×512×200 volume, 96³ windows, overlap 0.5, Gaussian, 9 classes, 3-level U-Net"
@@ -341,14 +341,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"{nk and raw['niftykit'][0]['threads']}; MONAI {raw['monai'][0]['threads']}")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios,
                 raw=dict(runs=raw, agreement=agreement))
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table, time_calls
+from _common import fmt_seconds, print_result, report, run_worker, summary, table, time_calls
 
 NAME = "training_step"
 TITLE = "Training step, 3-D U-Net 16/32/64, batch 2, CPU"
@@ -223,14 +223,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"niftykit {pooled[('niftykit', 'float32')]['threads']}; MONAI {pooled[('monai', 'float32')]['threads']}")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios,
                 raw={f"{k[0]}/{k[1]}": v for k, v in raw.items()})
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

@@ -82,7 +82,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 
 NAME = "training_throughput"
 TITLE = ("Training throughput, MONAI's residual UNet 16/32/64 (290,271 parameters) and its Keras twin, "
@@ -543,14 +543,6 @@ def run(quick: bool = False, steps: Optional[int] = None, rounds: Optional[int] 
              f"niftykit {info['threads']}; MONAI {raw[('monai', 'float32')][0]['threads']}")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios,
                 raw=dict(peaks=peaks, runs={f"{k[0]}/{k[1]}": v for k, v in raw.items()}))
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def run_long(iterations: int, precision: str, quick: bool = False) -> None:

@@ -64,7 +64,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 
 NAME = "training_windows"
 TITLE = "Training windows per second, 8 volumes 256×256×128, 64³ windows, balanced + flip + affine, 2 workers"
@@ -423,14 +423,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"{statistics.median(r['cache_seconds'] for r in raw['monai_cache']):.1f} s (untimed). "
              f"torch.set_num_threads({TORCH_THREADS})")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios, raw=raw)
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 
-from _common import fmt_seconds, report, run_worker, summary, table
+from _common import fmt_seconds, print_result, report, run_worker, summary, table
 
 NAME = "window_sampling"
 TITLE = "NIfTI load and window sampling, 160×160×128 float32 .nii.gz, 256 windows of 64³"
@@ -188,14 +188,6 @@ def run(quick: bool = False) -> Dict[str, Any]:
              f"load: median of {cfg['load_repeats']}, windows: median of {cfg['window_repeats']} "
              f"(each repeat draws {N_WINDOWS} new windows); sides interleaved round-robin in one process")
     return dict(name=NAME, title=TITLE, setup=setup, table=lines, ratios=ratios, raw=res)
-
-
-def print_result(res: Dict[str, Any]) -> None:
-    print(f"\n## {res['title']}\n\n{res['setup']}\n")
-    print("\n".join(res["table"]))
-    print()
-    for r in res["ratios"]:
-        print(f"- {r}")
 
 
 def main(argv=None) -> int:
