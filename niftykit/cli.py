@@ -165,7 +165,7 @@ def _split(args: argparse.Namespace, overrides: List[str]) -> int:
     app = _application(config)
     found = app.subjects("all")
     subjects = [s.id for s in found]
-    strata = app.split_strata(found) if config.training.stratify_split else None
+    strata = app.strata(found)
     if args.folds is None:
         split_file = config.system.dataset_split_file
         if split_file.exists() and not args.overwrite:

@@ -89,7 +89,12 @@ class BaseApplication:
         if phase == "inference" and self.config.inference.dataset_to_infer:
             wanted = self.config.inference.dataset_to_infer
         return select_phase(found, self.config.system, self.config.training, wanted,
-                            create=(phase == "training"), strata=self.split_strata)
+                            create=(phase == "training"), strata=self.strata)
+
+    def strata(self, subjects: Sequence[Subject]) -> Optional[Dict[str, Any]]:
+        """Each subject's class when ``training.stratify_split`` is set (from
+        :meth:`split_strata`), else None: what splits and folds are drawn by."""
+        return self.split_strata(subjects) if self.config.training.stratify_split else None
 
     def split_strata(self, subjects: Sequence[Subject]) -> Dict[str, Any]:
         """Each subject's class, to draw a stratified split by (``training.stratify_split``).

@@ -69,9 +69,9 @@ def select_phase(subjects: Sequence[Subject], system: object, training: object,
 
     The split comes from ``system.dataset_split_file``; when that file does not
     exist and ``create`` is true (training) it is made from the
-    ``exclude_fraction_for_*`` settings with ``system.seed``, per class when
-    ``training.stratify_split`` is set (``strata`` gives each subject's class; it is
-    called only then). Without a split file every subject is a training subject, and
+    ``exclude_fraction_for_*`` settings with ``system.seed``, per class when ``strata``
+    gives the subjects' classes (it is called only when a split is drawn; None from it: a
+    plain shuffle). Without a split file every subject is a training subject, and
     ``inference`` means all.
     """
     if phase == "all":
@@ -83,8 +83,7 @@ def select_phase(subjects: Sequence[Subject], system: object, training: object,
         return list(subjects) if phase in ("training", "inference") else []
     drawing = not split_file.exists() and (training.exclude_fraction_for_validation > 0
                                            or training.exclude_fraction_for_inference > 0)
-    classes = strata(subjects) if drawing and strata is not None and \
-        getattr(training, "stratify_split", False) else None
+    classes = strata(subjects) if drawing and strata is not None else None
     split = load_or_create_split(
         split_file, [s.id for s in subjects],
         validation_fraction=training.exclude_fraction_for_validation,

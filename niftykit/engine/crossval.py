@@ -408,7 +408,7 @@ def run_crossval(config: Any, overrides: Sequence[str] = (), *, folds: int,
     app = make_application(base)
     found = app.subjects("all")
     subjects = [s.id for s in found]
-    strata = app.split_strata(found) if base.training.stratify_split else None
+    strata = app.strata(found)
     if base.training.exclude_fraction_for_inference > 0:
         log.info("crossval: training.exclude_fraction_for_inference is not used; each fold's "
                  "held-out subjects are its inference set")

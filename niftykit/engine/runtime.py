@@ -115,10 +115,9 @@ def accurate_bias_gradient(tf: Any) -> bool:
         from tensorflow.python.framework import ops as tf_ops
 
         entry = tf_ops._gradient_registry._registry["BiasAdd"]  # noqa: SLF001
-        if entry.get("type") is not _bias_add_gradient:
-            if "type" not in entry:
-                return False
-            entry["type"] = _bias_add_gradient
+        if "type" not in entry:
+            return False
+        entry["type"] = _bias_add_gradient
         return True
     except (ImportError, AttributeError, KeyError, TypeError):
         return False

@@ -154,8 +154,7 @@ def load_or_create_split(
         return {s: split[s] for s in ids if s in split}
     if validation_fraction <= 0 and inference_fraction <= 0:
         return {s: "training" for s in ids}
-    split = _create_split(ids, validation_fraction, inference_fraction, seed,
-                          None if strata is None else dict(strata))
+    split = _create_split(ids, validation_fraction, inference_fraction, seed, strata)
     try:
         write_csv(split_file, split.items())
     except DataError:
@@ -256,7 +255,6 @@ def write_folds(
     if existing and not overwrite:
         raise DataError(f"{existing[0]} exists; delete it, choose another folder, or pass overwrite / --overwrite")
     rng = np.random.default_rng(seed)
-    strata = None if strata is None else dict(strata)
     # contiguous runs of the stratified order are proportional samples (every K-th one
     # would alias with a stratum's period)
     groups = np.array_split(_order(ids, rng, strata), folds)

@@ -120,8 +120,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     ``∂L/∂γ = Σ ∂L/∂y · x̂`` and ``∂L/∂β = Σ ∂L/∂y``. Statistics are float32 whatever the
     input dtype, as in Keras. The residual U-Net's training step (2 × 64³, 9 BN layers)
     was 3 % faster in float32 and 4 % in bfloat16 (measured here, 2026-11-26).
-    TensorFlow's fused batch-norm kernel (oneDNN's on CPU, fed 5-D tensors as 4-D) was
-    4 % slower in that step, although faster for one layer alone.
+    TensorFlow's fused batch-norm kernel (oneDNN's on CPU, fed 5-D tensors as 4-D) made
+    that step 5–14 % slower, although it was 2.5× faster for one layer alone.
 
     Masks, renorm, synchronised statistics, an axis other than the last and other
     backends run Keras' own code.
