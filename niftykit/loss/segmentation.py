@@ -195,17 +195,54 @@ def cross_entropy_dense(logits: Any, labels: Any, weights: Optional[Any] = None)
     return _voxel_mean(per_voxel, weights)
 
 
+def _hard_label_sums(log_probs: Any, labels: Any) -> Tuple[Any, Any, Any, Any]:
+    """Per batch element and class, for integer labels in ``0 .. C − 1`` and no weights:
+    ``Σ_i p_ic g_ic``, ``Σ_i p_ic``, ``Σ_i g_ic`` and ``Σ_i g_ic log p_ic``, ``(batch, C)``.
+
+    All four as two batched matrix products over the voxels, ``Pᵀ G`` and ``(log P)ᵀ G``
+    (``(C, C)`` each): the overlap and the cross-entropy terms are their diagonals, and
+    since every voxel has exactly one label, ``Σ_i p_ic`` is a row sum of ``Pᵀ G``; the
+    label counts are a ``bincount``. Each product reads its operands once, and its
+    gradient is one more product; the element-wise form (multiply, then reduce over the
+    spatial axes, then broadcast the gradient back with ``Tile``) makes several full-size
+    passes each. On 2 × 64³ × 9 logits Dice plus cross-entropy with its gradient took
+    22.5 against 26.2 ms of operations (serial, measured here, 2026-11-26).
+    """
+    import tensorflow as tf
+
+    classes = log_probs.shape[-1]
+    batch = tf.shape(log_probs)[0]
+    log_probs = tf.reshape(tf.cast(log_probs, tf.float32), [batch, -1, classes])
+    labels = tf.reshape(tf.cast(labels, tf.int32), [batch, -1])
+    target = tf.one_hot(labels, classes, dtype=tf.float32)
+    probs = tf.exp(log_probs)
+    products = tf.linalg.matmul(probs, target, transpose_a=True)  # [b, c, c']: Σ p_ic g_ic'
+    overlap = tf.linalg.diag_part(products)
+    prob_sum = tf.reduce_sum(products, axis=-1)
+    offsets = tf.range(batch)[:, None] * classes
+    counts = tf.math.bincount(tf.reshape(labels + offsets, [-1]), minlength=batch * classes,
+                              maxlength=batch * classes, dtype=tf.float32)
+    label_sum = tf.reshape(counts, [batch, classes])
+    log_true = tf.linalg.diag_part(tf.linalg.matmul(log_probs, target, transpose_a=True))
+    return overlap, prob_sum, label_sum, log_true
+
+
 def dice_plus_xent(logits: Any, labels: Any, weights: Optional[Any] = None) -> Any:
     """NiftyNet ``DicePlusXEnt``: :func:`dice_nosquare` plus :func:`cross_entropy` (Isensee et al.).
 
     NiftyNet returned ``xent − mean Dice``; this is that plus 1, so that a perfect
-    prediction scores 0 (same gradients).
+    prediction scores 0 (same gradients). Integer labels must lie in ``0 .. C − 1`` (the
+    label mapping checks that when the data are read).
     """
     if len(logits.shape) == 2:
         return dice_nosquare(logits, labels, weights) + cross_entropy(logits, labels, weights)
-    # one log-softmax and one one-hot serve both terms (the separate functions compute the
-    # softmax twice; on 2 × 64³ × 9 logits this is cheaper with its gradient)
+    # one log-softmax serves both terms (the separate functions compute the softmax twice)
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    if weights is None:
+        overlap, prob_sum, label_sum, log_true = _hard_label_sums(log_probs, labels)
+        dice_term = 1.0 - ops.mean((2.0 * overlap + _EPSILON) / (prob_sum + label_sum + _EPSILON))
+        voxels = ops.cast(ops.size(log_probs) // log_probs.shape[-1], "float32")
+        return dice_term - ops.sum(log_true) / voxels
     target = _one_hot(labels, logits)
     dice_term = _dice_loss(ops.exp(log_probs), target, _voxel_weights(weights, logits),
                            square=False)

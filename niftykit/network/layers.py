@@ -3,12 +3,12 @@ initialiser and regulariser lookup by NiftyNet's names."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import keras
 from keras import ops
 
-__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D",
+__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D", "ZeroPad3D", "zero_pad",
            "BatchNorm"]
 
 ACTIVATIONS = ("relu", "relu6", "elu", "selu", "prelu", "leakyrelu", "softplus",
@@ -72,6 +72,38 @@ def regularizer(reg_type: str, decay: float):
     return keras.regularizers.L2(decay)
 
 
+def zero_pad(x: Any, paddings: Sequence[Sequence[int]]) -> Any:
+    """Zero padding of ``x`` by ``paddings`` (one ``(before, after)`` per axis) as
+    TensorFlow's ``PadV2``, not ``Pad``.
+
+    The same values; the difference is for Grappler. Its remapper fuses a ``Pad`` into
+    the oneDNN convolution that reads it even when the padded tensor has other readers,
+    as it always has in training (the convolution's filter gradient reads it too), then
+    fails on the dangling reader and gives up the whole pass: no convolution of the
+    step gets its bias (or activation) fused ("remapper failed: ... fanout ... exist for
+    missing node ...Pad", TensorFlow 2.21). ``PadV2`` is not matched.
+    """
+    import tensorflow as tf
+
+    return tf.raw_ops.PadV2(input=x, paddings=[list(p) for p in paddings],
+                            constant_values=tf.zeros([], x.dtype))
+
+
+@keras.saving.register_keras_serializable(package="niftykit")
+class ZeroPad3D(keras.layers.ZeroPadding3D):
+    """``keras.layers.ZeroPadding3D`` (channels-last) padding with :func:`zero_pad`.
+
+    The same layer and output; in a training step Grappler's remapper still fuses the
+    step's convolutions with their biases, which a plain ``Pad`` before a convolution
+    prevents (see :func:`zero_pad`).
+    """
+
+    def call(self, inputs: Any) -> Any:
+        if self.data_format != "channels_last":
+            return super().call(inputs)
+        return zero_pad(inputs, [(0, 0), *self.padding, (0, 0)])
+
+
 @keras.saving.register_keras_serializable(package="niftykit")
 class Crop3D(keras.layers.Layer):
     """``keras.layers.Cropping3D`` as one ``slice``: the same output, a faster gradient.
@@ -79,7 +111,10 @@ class Crop3D(keras.layers.Layer):
     Cropping3D indexes with ``x[:, a:-b, ...]`` (a strided slice); on CPU TensorFlow's
     ``StridedSliceGrad`` was 5–7× slower than the pad that is ``Slice``'s gradient on a
     2 × 65³ × 16 tensor (measured here, 2026-11-26), and the residual U-Net's training
-    step pays it after every transposed convolution.
+    step pays it after every transposed convolution. That gradient pads with
+    :func:`zero_pad` (``PadV2``): TensorFlow's own gradient of ``Slice`` is a ``Pad``,
+    which, read by the convolutions that follow in the backward pass, makes Grappler's
+    remapper give up on the whole step.
 
     Args:
         cropping: ``((x0, x1), (y0, y1), (z0, z1))`` voxels removed before and after.
@@ -90,11 +125,20 @@ class Crop3D(keras.layers.Layer):
         self.cropping = tuple((int(a), int(b)) for a, b in cropping)
 
     def call(self, inputs: Any) -> Any:
-        shape = ops.shape(inputs)
-        start = [0] + [a for a, _ in self.cropping] + [0]
-        size = [shape[0]] + [shape[i + 1] - a - b for i, (a, b) in enumerate(self.cropping)] + \
-            [shape[4]]
-        return ops.slice(inputs, start, size)
+        cropping = [(0, 0), *self.cropping, (0, 0)]
+
+        @ops.custom_gradient
+        def crop(x: Any) -> Any:
+            shape = ops.shape(x)
+            start = [a for a, _ in cropping]
+            size = [shape[i] - a - b for i, (a, b) in enumerate(cropping)]
+
+            def grad(upstream: Any) -> Any:
+                return zero_pad(upstream, cropping)
+
+            return ops.slice(x, start, size), grad
+
+        return crop(inputs)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         spatial = [None if n is None else n - a - b

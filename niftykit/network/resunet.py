@@ -38,7 +38,7 @@ Padding is PyTorch's, exactly: every convolution pads ``(k - 1) / 2`` voxels on
 both sides (odd kernels only, as MONAI). At stride 1 this is Keras' ``same``.
 At stride ``s`` > 1 Keras' ``same`` would pad ``0`` before and ``1`` after an
 even axis (a 3³ kernel centred at ``2i + 1``), PyTorch pads 1 on each side (centred
-at ``2i``): here the input is padded explicitly (``ZeroPadding3D``) and the
+at ``2i``): here the input is padded explicitly (``ZeroPad3D``) and the
 strided convolution is ``valid``; both give ``ceil(n / s)`` voxels. A transposed
 convolution with PyTorch's ``padding=p`` and ``output_padding=s - 1`` (MONAI's
 ``stride_minus_kernel_padding(1, s)``) is the full (``valid``) transposed
@@ -71,7 +71,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import keras
 
 from niftykit.network.base import BaseNet
-from niftykit.network.layers import BatchNorm, Crop3D, activation_layer
+from niftykit.network.layers import BatchNorm, Crop3D, ZeroPad3D, activation_layer
 
 __all__ = ["ResUNet"]
 
@@ -188,7 +188,7 @@ class ResUNet(BaseNet):
     def _padding(self, kernel: int, name: str) -> Optional[keras.layers.Layer]:
         """PyTorch's ``(k - 1) / 2`` on both sides, for a strided convolution."""
         p = (kernel - 1) // 2
-        return keras.layers.ZeroPadding3D(self._axes(p), name=name) if p else None
+        return ZeroPad3D(self._axes(p), name=name) if p else None
 
     def _conv(self, filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
         """A convolution; ``valid`` after explicit padding when strided, else ``same``."""

@@ -203,3 +203,43 @@ def test_cross_entropy_equals_sparse_softmax_cross_entropy_even_for_large_logits
     gradient = tape.gradient(loss, x).numpy()
     reference = (tf.nn.softmax(logits).numpy() - np.eye(6)[labels]) / labels.size
     np.testing.assert_allclose(gradient, reference, atol=1e-7)
+
+
+@pytest.mark.parametrize("label_shape", ["channel", "no_channel"])
+def test_dice_plus_xent_without_weights_equals_the_weighted_form(label_shape):
+    """Without weights DicePlusXEnt takes its matrix-product path (Pᵀ G); with unit weights
+    the element-wise one: the same value and gradient, an absent class included."""
+    from niftykit.loss.segmentation import dice_plus_xent
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, size=(3, 6, 5, 4, 1)).astype("int32")  # class 3 of 4 absent
+    if label_shape == "no_channel":
+        labels = labels[..., 0]
+    logits = tf.Variable((rng.normal(size=(3, 6, 5, 4, 4)) * 5).astype("float32"))
+    results = []
+    for weights in (None, np.ones((3, 6, 5, 4, 1), "float32")):
+        with tf.GradientTape() as tape:
+            value = dice_plus_xent(logits, labels, weights)
+        results.append((float(value), tape.gradient(value, logits).numpy()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-10)
+
+
+def test_dice_plus_xent_matches_numpy_and_takes_any_batch_size():
+    from niftykit.loss.segmentation import dice_plus_xent
+
+    rng = np.random.default_rng(8)
+    logits = (rng.normal(size=(2, 4, 4, 1, 3)) * 3).astype("float64")  # a 2-D window
+    labels = rng.integers(0, 3, size=(2, 4, 4, 1, 1))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    target = np.eye(3)[labels[..., 0]]
+    traced = tf.function(dice_plus_xent, input_signature=[
+        tf.TensorSpec((None, 4, 4, 1, 3), tf.float32), tf.TensorSpec((None, 4, 4, 1, 1), tf.int64)])
+    for batch in (1, 2):
+        part = slice(0, batch)
+        probs_b, target_b = probs[part], target[part]
+        overlap, total = (probs_b * target_b).sum((1, 2, 3)), (probs_b + target_b).sum((1, 2, 3))
+        expected = (1 - ((2 * overlap + 1e-5) / (total + 1e-5)).mean()
+                    - np.mean(np.log((probs_b * target_b).sum(-1))))
+        value = traced(logits[part].astype("float32"), labels[part].astype("int64"))
+        assert float(value) == pytest.approx(expected, rel=1e-5)
