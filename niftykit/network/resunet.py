@@ -71,7 +71,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import keras
 
 from niftykit.network.base import BaseNet
-from niftykit.network.layers import BatchNorm, Crop3D, ZeroPad3D, activation_layer
+from niftykit.network.layers import BatchNorm, Crop3D, PReLU, ZeroPad3D, activation_layer
 
 __all__ = ["ResUNet"]
 
@@ -177,7 +177,7 @@ class ResUNet(BaseNet):
 
     def _activation(self, name: str) -> keras.layers.Layer:
         if self.activation == "prelu":  # torch.nn.PReLU(): one slope, 0.25
-            return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25),
+            return PReLU(alpha_initializer=keras.initializers.Constant(0.25),
                                       shared_axes=[1, 2, 3, 4], name=name)
         return activation_layer(self.activation, name)
 

@@ -3,9 +3,6 @@ MONAI's (numbers below printed by MONAI 1.6.1, ``sum(p.numel() for p in net.para
 shapes, PyTorch-style padding, the window contract, mixed precision, and, where torch and MONAI
 are installed (``.venv-bench``), the same outputs as MONAI's network given MONAI's weights."""
 
-import collections
-import os
-
 import numpy as np
 import pytest
 
@@ -295,46 +292,3 @@ def test_zero_pad3d_equals_zero_padding3d_in_value_gradient_and_config():
     np.testing.assert_array_equal(tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy())
     assert ZeroPad3D.from_config(ours.get_config()).padding == padding
 
-
-def _optimised_op_types(function, *args) -> collections.Counter:
-    """How many ops of each type ``function``'s graphs hold after Grappler (run metadata)."""
-    from tensorflow.python.eager import context
-
-    context.context().enable_run_metadata()
-    try:
-        function(*args)
-        metadata = context.context().export_run_metadata()
-    finally:
-        context.context().disable_run_metadata()
-    return collections.Counter(node.op for graph in metadata.function_graphs
-                               for node in graph.post_optimization_graph.node)
-
-
-@pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") == "0",
-                    reason="the remapper fuses Conv3D with its bias only with oneDNN")
-def test_training_step_keeps_grappler_remapper():
-    """A Pad read by a convolution made Grappler's remapper abandon the whole training
-    step (TensorFlow 2.21: no convolution fused with its bias). ZeroPad3D and Crop3D's
-    gradient pad with PadV2, which it leaves alone."""
-    import keras
-    import tensorflow as tf
-
-    from niftykit.engine.runtime import accurate_bias_gradient
-
-    accurate_bias_gradient(tf)
-    network = ResUNet(num_classes=3, channels=(4, 8), strides=(2,), num_res_units=1)
-    x = tf.random.normal((1, 8, 8, 8, 1))
-    network(x)
-
-    @tf.function
-    def gradients(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(network(x, training=True) ** 2)
-        return tape.gradient(loss, network.trainable_variables)
-
-    ops = _optimised_op_types(gradients, x)
-    deconvolutions = sum(isinstance(layer, keras.layers.Conv3DTranspose)
-                         for layer in network._flatten_layers())
-    assert ops["_FusedConv3D"] > 0
-    assert ops["BiasAdd"] == deconvolutions  # every other convolution has its bias fused
-    assert ops["Pad"] == 0
