@@ -36,9 +36,11 @@ Each side runs in its own fresh process, in rounds that interleave the sides; at
 every round a fresh process measures the matmul peak (``tf.matmul`` of two 4096² matrices,
 float32 and bfloat16, best of 5 after 2 untimed calls; 2·n³ FLOP; the peak of a dtype is the best
 over all rounds). Per process: warm-up iterations (the first shown apart), then timed ones
-(10 and 30, in 3 rounds: with 5, 20 and 2 the same code measured 1.06× and then 1.21× in two
-runs minutes apart on a quiet machine, so a single short run is not a measurement);
-reported: the median and min–max over the timed iterations of all rounds, voxels/s = 2 × 64³ /
+(10 and 30, in 5 rounds: with 5, 20 and 2 the same code measured 1.06× and then 1.21× in two
+runs minutes apart on a quiet machine, so a single short run is not a measurement; both sides'
+speed drifts by 10–15 % over minutes on this virtual machine);
+reported: the median and min–max over the timed iterations of all rounds, the ratio of each
+round's medians (sides run back to back, so a drift affects both alike), voxels/s = 2 × 64³ /
 median, GFLOP/s = GFLOP per step / median, its fraction of the matmul peak of the same dtype
 (bf16 rows against the bf16 peak), and the process's peak RSS.
 
@@ -97,7 +99,7 @@ STRIDES = (2, 2)
 NUM_RES_UNITS = 2
 KERNEL = 3
 PARAMS = 290_271  # MONAI's count for the issue's configuration
-FULL = dict(size=64, shape=(160, 160, 96), warmup=10, steps=30, rounds=3, mm_n=4096, mm_warmup=2, mm_repeats=5)
+FULL = dict(size=64, shape=(160, 160, 96), warmup=10, steps=30, rounds=5, mm_n=4096, mm_warmup=2, mm_repeats=5)
 QUICK = dict(size=32, shape=(96, 96, 64), warmup=2, steps=3, rounds=1, mm_n=1024, mm_warmup=1, mm_repeats=3)
 LONG = dict(iterations=2000)
 TARGETS = {"float32": 1.3, "mixed_bfloat16": 1.1}
@@ -522,6 +524,9 @@ def run(quick: bool = False, steps: Optional[int] = None, rounds: Optional[int] 
         f"{mobf['voxels'] / 1e6:.2f} M = **{rbf:.2f}×** (target ≥ {TARGETS['mixed_bfloat16']}: "
         f"{met(rbf, TARGETS['mixed_bfloat16'])}); against MONAI float32: {nkbf['voxels'] / mo32['voxels']:.2f}×",
         f"bf16 speed-up: niftykit {nk32['median'] / nkbf['median']:.2f}×, MONAI {mo32['median'] / mobf['median']:.2f}×",
+        "per round, niftykit / MONAI voxels/s (the sides back to back in each round): float32 "
+        + " / ".join(f"{m / n:.2f}×" for m, n in zip(mo32["rounds"], nk32["rounds"]))
+        + "; bf16 " + " / ".join(f"{m / n:.2f}×" for m, n in zip(mobf["rounds"], nkbf["rounds"])),
         f"FLOPs per 2 × {size}³ forward: formula {_gflops(formula)} GFLOP, MONAI hooks "
         f"{_gflops(mo32['forward'])}, niftykit traced graph {_gflops(nk32['forward'])} (mixed_bfloat16 "
         f"{_gflops(nkbf['forward'])}); a step is rated 3 × forward = {_gflops(step_flops(formula))} GFLOP",
