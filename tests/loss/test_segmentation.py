@@ -205,12 +205,12 @@ def test_cross_entropy_equals_sparse_softmax_cross_entropy_even_for_large_logits
     np.testing.assert_allclose(gradient, reference, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ["Dice", "Dice_NS", "DiceHinge", "DicePlusXEnt"])
 @pytest.mark.parametrize("label_shape", ["channel", "no_channel"])
-def test_dice_plus_xent_without_weights_equals_the_weighted_form(label_shape):
-    """Without weights DicePlusXEnt takes its matrix-product path (Pᵀ G); with unit weights
-    the element-wise one: the same value and gradient, an absent class included."""
-    from niftykit.loss.segmentation import dice_plus_xent
-
+def test_sums_without_weights_equal_the_weighted_form(name, label_shape):
+    """Without weights the Dice losses take their matrix-product path (Pᵀ G); with unit
+    weights the element-wise one: the same value and gradient, an absent class included."""
+    loss = LOSSES.get(name)
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 3, size=(3, 6, 5, 4, 1)).astype("int32")  # class 3 of 4 absent
     if label_shape == "no_channel":
@@ -219,10 +219,10 @@ def test_dice_plus_xent_without_weights_equals_the_weighted_form(label_shape):
     results = []
     for weights in (None, np.ones((3, 6, 5, 4, 1), "float32")):
         with tf.GradientTape() as tape:
-            value = dice_plus_xent(logits, labels, weights)
+            value = loss(logits, labels, weights)
         results.append((float(value), tape.gradient(value, logits).numpy()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-9)
 
 
 def test_dice_plus_xent_matches_numpy_and_takes_any_batch_size():
