@@ -8,8 +8,9 @@ softmax of the logits. Arguments shared by every segmentation loss:
   float16 are cast to float32 before any arithmetic);
 * ``labels`` ``(batch, x, y, z, 1)`` (or ``(batch, x, y, z)``) integer class
   indices in ``0 .. num_classes − 1`` (the label mapping checks this as it reads the data;
-  without weights, the Dice losses sum through matrix products that count on it), or, for the ``*_Dense`` losses, ``(batch, x, y, z, num_classes)``
-  one-hot (or soft) float labels;
+  without weights, the Dice losses sum through matrix products that count on it), or,
+  for the ``*_Dense`` losses, ``(batch, x, y, z, num_classes)`` one-hot (or soft) float
+  labels;
 * ``weights`` optional ``(batch, x, y, z, 1)`` (or ``(batch, x, y, z)``) float
   voxel weights (NiftyNet's ``weight`` input) that multiply every voxel's
   contribution to each sum; ``None`` weighs every voxel 1.

@@ -8,8 +8,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import keras
 from keras import ops
 
-__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D", "ZeroPad3D", "zero_pad", "PReLU",
-           "BatchNorm"]
+__all__ = ["activation_layer", "norm_layer", "initializer", "regularizer", "ACTIVATIONS", "Crop3D",
+           "ZeroPad3D", "zero_pad", "PReLU", "BatchNorm"]
 
 ACTIVATIONS = ("relu", "relu6", "elu", "selu", "prelu", "leakyrelu", "softplus",
                "softsign", "sigmoid", "tanh")

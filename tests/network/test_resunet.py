@@ -256,39 +256,23 @@ def test_same_outputs_as_monai(kwargs, shape):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_crop3d_equals_cropping3d_in_value_gradient_and_shape():
+@pytest.mark.parametrize("ours, theirs, attribute", [
+    ("Crop3D", "Cropping3D", "cropping"), ("ZeroPad3D", "ZeroPadding3D", "padding")])
+def test_crop_and_pad_equal_keras_in_value_gradient_shape_and_config(ours, theirs, attribute):
+    """Crop3D (one slice, its gradient a PadV2) and ZeroPad3D (PadV2) against Keras' layers."""
     import keras
     import tensorflow as tf
 
-    from niftykit.network.layers import Crop3D
+    from niftykit.network import layers
 
-    cropping = ((1, 0), (0, 2), (1, 1))
+    amounts = ((1, 0), (0, 2), (1, 1))
     x = tf.random.normal((2, 6, 7, 5, 3))
-    ours, keras_crop = Crop3D(cropping), keras.layers.Cropping3D(cropping)
+    ours, theirs = getattr(layers, ours)(amounts), getattr(keras.layers, theirs)(amounts)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        a, b = ours(x), keras_crop(x)
-        la, lb = tf.reduce_sum(a * a), tf.reduce_sum(b * b)
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_array_equal(tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy())
-    assert ours.compute_output_shape((None, 6, 7, 5, 3)) == (None, 5, 5, 3, 3)
-    assert Crop3D.from_config(ours.get_config()).cropping == cropping
-
-
-def test_zero_pad3d_equals_zero_padding3d_in_value_gradient_and_config():
-    import keras
-    import tensorflow as tf
-
-    from niftykit.network.layers import ZeroPad3D
-
-    padding = ((1, 0), (0, 2), (1, 1))
-    x = tf.random.normal((2, 4, 3, 5, 2))
-    ours, keras_pad = ZeroPad3D(padding), keras.layers.ZeroPadding3D(padding)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        a, b = ours(x), keras_pad(x)
+        a, b = ours(x), theirs(x)
         la, lb = tf.reduce_sum(a * a * a), tf.reduce_sum(b * b * b)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(tape.gradient(la, x).numpy(), tape.gradient(lb, x).numpy())
-    assert ZeroPad3D.from_config(ours.get_config()).padding == padding
-
+    assert ours.compute_output_shape((None, 6, 7, 5, 3)) == theirs.compute_output_shape((None, 6, 7, 5, 3))
+    assert getattr(type(ours).from_config(ours.get_config()), attribute) == amounts
