@@ -81,13 +81,10 @@ def select_phase(subjects: Sequence[Subject], system: object, training: object,
     split_file = system.dataset_split_file
     if not split_file.exists() and not create:
         return list(subjects) if phase in ("training", "inference") else []
-    drawing = not split_file.exists() and (training.exclude_fraction_for_validation > 0
-                                           or training.exclude_fraction_for_inference > 0)
-    classes = strata(subjects) if drawing and strata is not None else None
     split = load_or_create_split(
         split_file, [s.id for s in subjects],
         validation_fraction=training.exclude_fraction_for_validation,
         inference_fraction=training.exclude_fraction_for_inference,
-        seed=system.seed, strata=classes)
+        seed=system.seed, strata=None if strata is None else (lambda: strata(subjects)))
     chosen = set(subjects_in_phase(split, phase))
     return [s for s in subjects if s.id in chosen]

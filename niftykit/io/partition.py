@@ -11,7 +11,7 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence
+from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -111,7 +111,7 @@ def load_or_create_split(
     validation_fraction: float = 0.0,
     inference_fraction: float = 0.0,
     seed: int = 0,
-    strata: Mapping[str, Hashable] | None = None,
+    strata: Mapping[str, Hashable] | Callable[[], Mapping[str, Hashable] | None] | None = None,
 ) -> dict[str, str]:
     """Read the dataset split file, or draw one and write it.
 
@@ -131,7 +131,9 @@ def load_or_create_split(
         seed: shuffling seed.
         strata: subject id -> class; given, each class is split in proportion (the counts
             per phase stay ``ceil(fraction * n)``; each class's share is within one
-            subject of proportional). None: a plain shuffle, as NiftyNet's.
+            subject of proportional). None: a plain shuffle, as NiftyNet's. A function
+            returning either is called only when a split is drawn (reading every
+            subject's class can mean reading every label file).
 
     Returns:
         Subject id -> phase, in sorted id order.
@@ -154,6 +156,8 @@ def load_or_create_split(
         return {s: split[s] for s in ids if s in split}
     if validation_fraction <= 0 and inference_fraction <= 0:
         return {s: "training" for s in ids}
+    if callable(strata):
+        strata = strata()
     split = _create_split(ids, validation_fraction, inference_fraction, seed, strata)
     try:
         write_csv(split_file, split.items())

@@ -229,3 +229,18 @@ def test_strata_must_name_every_subject(tmp_path):
     with pytest.raises(DataError, match="no class for subject"):
         load_or_create_split(tmp_path / "x.csv", ids, validation_fraction=0.2,
                              strata={s: 0 for s in ids[1:]})
+
+
+def test_strata_given_as_a_function_are_read_only_when_a_split_is_drawn(tmp_path):
+    calls = []
+
+    def strata():
+        calls.append(1)
+        return {s: i % 2 for i, s in enumerate(IDS)}
+
+    assert set(load_or_create_split(tmp_path / "none.csv", IDS, strata=strata).values()) == {"training"}
+    assert calls == []  # no fractions: nothing drawn
+    drawn = load_or_create_split(tmp_path / "a.csv", IDS, validation_fraction=0.2, strata=strata)
+    assert calls == [1]
+    again = load_or_create_split(tmp_path / "a.csv", IDS, validation_fraction=0.5, strata=strata)
+    assert calls == [1] and again == drawn  # the file is read, not drawn again
