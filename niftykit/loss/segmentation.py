@@ -100,9 +100,13 @@ def _dice_terms(probs: Any, target: Any, weights: Any, square: bool):
     return overlap, total
 
 
-def _dice_loss(probs: Any, target: Any, weights: Any, square: bool) -> Any:
-    overlap, total = _dice_terms(probs, target, weights, square)
+def _mean_dice_loss(overlap: Any, total: Any) -> Any:
+    """``1 − mean_{batch, c} (2 overlap + ε) / (total + ε)`` from the per-class sums."""
     return 1.0 - ops.mean((2.0 * overlap + _EPSILON) / (total + _EPSILON))
+
+
+def _dice_loss(probs: Any, target: Any, weights: Any, square: bool) -> Any:
+    return _mean_dice_loss(*_dice_terms(probs, target, weights, square))
 
 
 def _sparse_sums(probs: Any, labels: Any, square: bool,
@@ -171,14 +175,12 @@ def dice(logits: Any, labels: Any, weights: Optional[Any] = None) -> Any:
     Returns:
         Scalar float32 loss.
     """
-    overlap, total = _dice_of(logits, labels, weights, square=True)
-    return 1.0 - ops.mean((2.0 * overlap + _EPSILON) / (total + _EPSILON))
+    return _mean_dice_loss(*_dice_of(logits, labels, weights, square=True))
 
 
 def dice_nosquare(logits: Any, labels: Any, weights: Optional[Any] = None) -> Any:
     """NiftyNet ``Dice_NS``: as :func:`dice` with ``Σ p + Σ g`` in the denominator."""
-    overlap, total = _dice_of(logits, labels, weights, square=False)
-    return 1.0 - ops.mean((2.0 * overlap + _EPSILON) / (total + _EPSILON))
+    return _mean_dice_loss(*_dice_of(logits, labels, weights, square=False))
 
 
 def dice_dense(logits: Any, labels: Any, weights: Optional[Any] = None) -> Any:
@@ -265,12 +267,11 @@ def dice_plus_xent(logits: Any, labels: Any, weights: Optional[Any] = None) -> A
         return dice_nosquare(logits, labels, weights) + cross_entropy(logits, labels, weights)
     # one log-softmax serves both terms (the separate functions compute the softmax twice)
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    if weights is None:
+    if _sparse(logits, weights):
         overlap, total, log_true = _sparse_sums(ops.exp(log_probs), labels, square=False,
                                                 log_probs=log_probs)
-        dice_term = 1.0 - ops.mean((2.0 * overlap + _EPSILON) / (total + _EPSILON))
         voxels = ops.cast(ops.size(log_probs) // log_probs.shape[-1], "float32")
-        return dice_term - ops.sum(log_true) / voxels
+        return _mean_dice_loss(overlap, total) - ops.sum(log_true) / voxels
     target = _one_hot(labels, logits)
     dice_term = _dice_loss(ops.exp(log_probs), target, _voxel_weights(weights, logits),
                            square=False)
